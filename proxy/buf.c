@@ -1,0 +1,102 @@
+/* buf.c -- growable byte buffer with an optional hard limit (pure) */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "buf.h"
+
+int
+buf_reserve(struct buf *b, size_t n)
+{
+	size_t	 want, cap;
+	char	*p;
+
+	if (n > (size_t)-1 - b->len - 1)
+		return -1;
+	want = b->len + n + 1;
+	if (b->max != 0 && b->len + n > b->max)
+		return -1;
+	if (want <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 256;
+	while (cap < want)
+		cap = cap > ((size_t)-1) / 2 ? want : cap * 2;
+	if ((p = realloc(b->data, cap)) == NULL)
+		return -1;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (buf_reserve(b, n) == -1)
+		return -1;
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+buf_append_str(struct buf *b, const char *s)
+{
+	return buf_append(b, s, strlen(s));
+}
+
+int
+buf_append_char(struct buf *b, char c)
+{
+	return buf_append(b, &c, 1);
+}
+
+int
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || buf_reserve(b, (size_t)n) == -1)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+void
+buf_truncate(struct buf *b, size_t len)
+{
+	if (b->data == NULL || len > b->len)
+		return;
+	b->len = len;
+	b->data[len] = '\0';
+}
+
+void
+buf_reset(struct buf *b)
+{
+	buf_truncate(b, 0);
+}
+
+void
+buf_free(struct buf *b)
+{
+	if (b == NULL)
+		return;
+	if (b->data != NULL) {
+		OPENSSL_cleanse(b->data, b->cap);
+		free(b->data);
+	}
+	b->data = NULL;
+	b->len = b->cap = 0;
+}

@@ -1,0 +1,34 @@
+/* buf.h -- growable byte buffer with an optional hard limit (pure) */
+#ifndef SUBGATE_BUF_H
+#define SUBGATE_BUF_H
+
+#include <stddef.h>
+
+/*
+ * A byte buffer. data is always NUL-terminated past len (so a buffer holding
+ * text can be used as a C string), and never longer than max when max != 0.
+ * A zeroed struct is an empty, unlimited buffer.
+ */
+struct buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+	size_t	 max;	/* 0: unlimited */
+};
+
+/* Make room for n more bytes. Returns 0, or -1 when max would be passed or
+ * memory is exhausted (the buffer is left as it was). */
+int	buf_reserve(struct buf *b, size_t n);
+int	buf_append(struct buf *b, const void *p, size_t n);
+int	buf_append_str(struct buf *b, const char *s);
+int	buf_append_char(struct buf *b, char c);
+int	buf_printf(struct buf *b, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Drop everything past len (len <= b->len). */
+void	buf_truncate(struct buf *b, size_t len);
+void	buf_reset(struct buf *b);
+/* Free the storage; the contents are wiped first (buffers may hold
+ * request bodies). Accepts NULL. */
+void	buf_free(struct buf *b);
+
+#endif

@@ -1,0 +1,126 @@
+/* policy.h -- compiled field rules applied to JSON, forms, params, query, headers (pure) */
+#ifndef SUBGATE_POLICY_H
+#define SUBGATE_POLICY_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "json.h"
+
+/* Ordered from least to most visible to the processor. */
+enum policy_action {
+	POLICY_DROP = 0,
+	POLICY_HASH,
+	POLICY_TOKENIZE,
+	POLICY_FORMAT_PRESERVE,
+	POLICY_MASK,
+	POLICY_ALLOW,
+	POLICY_NACTIONS,
+};
+
+/* "drop", "allow", "tokenize", "format_preserve", "hash", "mask". */
+const char *policy_action_name(enum policy_action a);
+/* 0 and *a set, or -1 for an unknown name. */
+int	policy_action_parse(const char *name, enum policy_action *a);
+
+/*
+ * A set of path rules (DESIGN.md "Policy"): a.b, a[].b, [][] , a.*, a.**,
+ * ** alone, "quoted.keys" with \" and \\ escapes. Rules without ** match
+ * scalars only.
+ */
+struct policy_rules;
+
+struct policy_rules *policy_rules_new(void);
+/*
+ * Add a rule. Returns 0, or -1 with err for a syntax error (empty segment,
+ * unterminated quote, ** not last, [] misplaced, ...) or when the path can
+ * match a node that a rule of another action already added can match
+ * (err names the other rule). Adding the same path with the same action
+ * twice is an error too ("listed twice").
+ */
+int	policy_rules_add(struct policy_rules *r, const char *path,
+	    enum policy_action a, char *err, size_t errlen);
+size_t	policy_rules_count(const struct policy_rules *r);
+/* The i-th rule as added (for policy diff/explain). */
+const char *policy_rules_path(const struct policy_rules *r, size_t i,
+	    enum policy_action *a);
+void	policy_rules_free(struct policy_rules *r);
+
+/*
+ * What one application decided, for the audit record and metrics: per
+ * action the distinct paths it applied to, in the rule-path syntax, where
+ * a key no rule names literally at that place is written "*" (keys chosen
+ * by a client can be personal data). paths[a] holds the paths NUL-separated
+ * (each terminated by NUL), npaths[a] how many; count[a] how many values.
+ */
+struct policy_report {
+	struct buf	paths[POLICY_NACTIONS];
+	size_t		npaths[POLICY_NACTIONS];
+	size_t		count[POLICY_NACTIONS];
+	size_t		dropped_nonscalar;	/* object/array where a scalar rule pointed */
+	size_t		dropped_invalid;	/* transform refused the value (e.g. < 6 digits) */
+};
+
+void	policy_report_reset(struct policy_report *rep);
+void	policy_report_free(struct policy_report *rep);
+/* Record one decision for path (deduplicated). 0 or -1 on ENOMEM. */
+int	policy_report_add(struct policy_report *rep, enum policy_action a,
+	    const char *path, size_t len);
+
+/*
+ * Transform for actions other than allow and drop. Called with the scalar
+ * token (its raw bytes and, for strings, the unescaped value). Writes the
+ * complete JSON value to out and returns 0; returns 1 to drop the member
+ * (counted in dropped_invalid); -1 on a hard error.
+ * For response processing the action passed is POLICY_TOKENIZE for
+ * "detokenize" rules and POLICY_FORMAT_PRESERVE for format_preserve rules;
+ * the callback then writes either the restored value or the raw token.
+ */
+struct policy_transform {
+	int	(*fn)(void *arg, enum policy_action a,
+		    const struct json_token *value, struct buf *out);
+	void	*arg;
+};
+
+/*
+ * Request direction: rebuild the JSON object in[0..len) under rules,
+ * writing only what the rules let through to out (kept values byte for
+ * byte, emptied objects/arrays dropped, compact separators). Everything no
+ * rule names is dropped. Returns 0, or -1 with err when the input is not
+ * valid JSON under the reader's rules (nothing usable is in out then).
+ * r is a reader from json_reader_new (reused across calls; it carries the
+ * depth limit). xf may be NULL when the rules use allow only.
+ */
+int	policy_apply_json(const struct policy_rules *rules, struct json_reader *r,
+	    const char *in, size_t len, const struct policy_transform *xf,
+	    struct buf *out, struct policy_report *rep, char *err, size_t errlen);
+
+/*
+ * Response direction: copy in[0..len) to out unchanged, except that string
+ * scalars at paths the rules name are passed to xf (with the rule's action)
+ * which writes their replacement. Returns 0 or -1 (invalid JSON).
+ */
+int	policy_apply_response(const struct policy_rules *rules,
+	    struct json_reader *r, const char *in, size_t len,
+	    const struct policy_transform *xf, struct buf *out, char *err,
+	    size_t errlen);
+
+/*
+ * Flat name -> action tables for path params, query parameters, form
+ * fields and headers (headers compare case-insensitively). A name not in
+ * the table is POLICY_DROP.
+ */
+struct policy_names;
+
+struct policy_names *policy_names_new(int case_insensitive);
+/* 0, or -1 with err when name is listed twice. */
+int	policy_names_add(struct policy_names *n, const char *name,
+	    enum policy_action a, char *err, size_t errlen);
+enum policy_action policy_names_lookup(const struct policy_names *n,
+	    const char *name, size_t len);
+size_t	policy_names_count(const struct policy_names *n);
+const char *policy_names_at(const struct policy_names *n, size_t i,
+	    enum policy_action *a);
+void	policy_names_free(struct policy_names *n);
+
+#endif
