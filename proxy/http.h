@@ -70,11 +70,17 @@ struct http_response {
  * Parse a request head from buf[0..len). Returns HTTP_DONE (req filled),
  * HTTP_AGAIN (no complete head yet and len is within the limit), or
  * HTTP_ERROR with *status set to 400 (bad framing: CL+TE, duplicate or bad
- * Content-Length, TE other than a final chunked, obs-fold, bare CR or LF,
- * NUL or control bytes, missing or duplicate Host, bad request line), 431
- * (head over max_header_bytes or more than max_headers fields), 501
- * (unknown transfer coding) or 505 (version other than HTTP/1.0 or 1.1) and
- * a short reason in err (never containing request bytes).
+ * Content-Length, any Transfer-Encoding other than a single "chunked" --
+ * lists, "identity" and unknown codings alike, never 501 --, TE in
+ * HTTP/1.0, obs-fold, bare CR or LF, NUL or control bytes, missing,
+ * duplicate or malformed Host, bad request line, a target not in
+ * origin-form, leading empty lines), 431 (no complete head within
+ * max_header_bytes, or more than max_headers fields), 417 (an Expect other
+ * than 100-continue) or 505 (HTTP/x.y other than 1.0 and 1.1), and a short
+ * fixed reason in err (never containing request bytes). *status is 0
+ * unless HTTP_ERROR. The head is complete when its CRLFCRLF ends within the
+ * first max_header_bytes bytes; errors in complete lines are reported as
+ * soon as they are seen, before the head is complete.
  */
 int	http_parse_request(const char *buf, size_t len,
 	    const struct http_limits *lim, struct http_request *req,
@@ -85,7 +91,9 @@ int	http_parse_request(const char *buf, size_t len,
  * 1xx heads are returned as parsed (framing NONE); the caller skips
  * head_len bytes and parses again (101 is an error). 204 and 304 have no
  * body; a response with neither Content-Length nor chunked is HTTP_BODY_CLOSE
- * and keep_alive 0. Same framing rules as requests.
+ * and keep_alive 0. Same framing rules as requests (CL and TE are checked
+ * even when the response has no body). content_length is 0 unless framing
+ * is HTTP_BODY_LENGTH. HTTP_ERROR has no status: the caller answers 502.
  */
 int	http_parse_response(const char *buf, size_t len,
 	    const struct http_limits *lim, int head_request,
@@ -100,6 +108,8 @@ struct http_chunked {
 	size_t		max_trailer_bytes;
 };
 
+/* Start decoding a body. max_trailer_bytes bounds the trailer fields
+ * (0: none allowed). No allocation: nothing to free. */
 void	http_chunked_init(struct http_chunked *c, size_t max_trailer_bytes);
 
 /*
