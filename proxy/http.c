@@ -441,6 +441,7 @@ http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
 			seterr(err, errlen, "request head too large");
 			return HTTP_ERROR;
 		}
+		*status = 0;
 		return HTTP_AGAIN;
 	}
 	req->head_len = pos;
