@@ -1,4 +1,4 @@
-/* http.c -- strict HTTP/1.1 parser: request and response heads, chunked bodies (pure) */
+/* http.c -- strict HTTP/1.1 parser: heads and chunked bodies (pure) */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>

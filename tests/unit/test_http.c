@@ -28,10 +28,11 @@ struct req_vec {
 	int			 keep_alive;
 	const char		*host;		/* NULL: no Host */
 	int			 expect;
+	const char		*why;		/* expected in err, if set */
 };
 
 #define OK(...)		.result = HTTP_DONE, __VA_ARGS__
-#define BAD(st)		.result = HTTP_ERROR, .status = (st)
+#define BAD(st, ...)	.result = HTTP_ERROR, .status = (st), __VA_ARGS__
 
 static const struct req_vec req_vecs[] = {
 	/* valid */
@@ -111,13 +112,15 @@ static const struct req_vec req_vecs[] = {
 
 	/* request smuggling classics and other framing attacks */
 	{ "CL and TE", IN("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-	  "Transfer-Encoding: chunked\r\n\r\n"), BAD(400) },
+	  "Transfer-Encoding: chunked\r\n\r\n"), BAD(400, .why = "both") },
 	{ "TE and CL", IN("POST / HTTP/1.1\r\nHost: a\r\n"
 	  "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"), BAD(400) },
 	{ "TE continued by obs-fold", IN("POST / HTTP/1.1\r\nHost: a\r\n"
-	  "Transfer-Encoding: gzip\r\n chunked\r\n\r\n"), BAD(400) },
+	  "Transfer-Encoding: gzip\r\n chunked\r\n\r\n"), BAD(400,
+	  .why = "obs-fold") },
 	{ "TE line starting with SP", IN("POST / HTTP/1.1\r\n"
-	  " Transfer-Encoding: chunked\r\nHost: a\r\n\r\n"), BAD(400) },
+	  " Transfer-Encoding: chunked\r\nHost: a\r\n\r\n"), BAD(400,
+	  .why = "obs-fold") },
 	{ "TE xchunked", IN("POST / HTTP/1.1\r\nHost: a\r\n"
 	  "Transfer-Encoding: xchunked\r\n\r\n"), BAD(400) },
 	{ "TE space before colon", IN("POST / HTTP/1.1\r\nHost: a\r\n"
@@ -140,7 +143,8 @@ static const struct req_vec req_vecs[] = {
 	{ "TE with vertical tab", IN("POST / HTTP/1.1\r\nHost: a\r\n"
 	  "Transfer-Encoding:\x0b" "chunked\r\n\r\n"), BAD(400) },
 	{ "duplicate CL, equal", IN("POST / HTTP/1.1\r\nHost: a\r\n"
-	  "Content-Length: 5\r\nContent-Length: 5\r\n\r\n"), BAD(400) },
+	  "Content-Length: 5\r\nContent-Length: 5\r\n\r\n"), BAD(400,
+	  .why = "duplicate Content-Length") },
 	{ "duplicate CL, different", IN("POST / HTTP/1.1\r\nHost: a\r\n"
 	  "Content-Length: 5\r\ncontent-length: 6\r\n\r\n"), BAD(400) },
 	{ "CL list", IN("POST / HTTP/1.1\r\nHost: a\r\n"
@@ -160,19 +164,19 @@ static const struct req_vec req_vecs[] = {
 	{ "CL inner space", IN("POST / HTTP/1.1\r\nHost: a\r\n"
 	  "Content-Length: 1 2\r\n\r\n"), BAD(400) },
 	{ "bare LF after header", IN("GET / HTTP/1.1\r\nHost: a\n"
-	  "X: y\r\n\r\n"), BAD(400) },
+	  "X: y\r\n\r\n"), BAD(400, .why = "bare LF") },
 	{ "bare LF after request line", IN("GET / HTTP/1.1\nHost: a\r\n\r\n"),
 	  BAD(400) },
 	{ "bare LF terminator", IN("GET / HTTP/1.1\r\nHost: a\r\n\n"),
 	  BAD(400) },
 	{ "bare CR in value", IN("GET / HTTP/1.1\r\nHost: a\r\n"
-	  "X: a\rb\r\n\r\n"), BAD(400) },
+	  "X: a\rb\r\n\r\n"), BAD(400, .why = "bare CR") },
 	{ "bare CR ends request line", IN("GET / HTTP/1.1\r\r\nHost: a\r\n"
 	  "\r\n"), BAD(400) },
 	{ "bare CR in target", IN("GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n"),
 	  BAD(400) },
 	{ "NUL in value", IN("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"),
-	  BAD(400) },
+	  BAD(400, .why = "NUL") },
 	{ "NUL in name", IN("GET / HTTP/1.1\r\nHost: a\r\nX\0: a\r\n\r\n"),
 	  BAD(400) },
 	{ "control byte in value", IN("GET / HTTP/1.1\r\nHost: a\r\n"
@@ -180,9 +184,9 @@ static const struct req_vec req_vecs[] = {
 	{ "DEL in value", IN("GET / HTTP/1.1\r\nHost: a\r\n"
 	  "X: a\x7f" "b\r\n\r\n"), BAD(400) },
 	{ "obs-fold", IN("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n"),
-	  BAD(400) },
+	  BAD(400, .why = "obs-fold") },
 	{ "space before colon", IN("GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
-	  BAD(400) },
+	  BAD(400, .why = "whitespace before colon") },
 	{ "tab before colon", IN("GET / HTTP/1.1\r\nHost: a\r\nX\t: a\r\n\r\n"),
 	  BAD(400) },
 	{ "empty field name", IN("GET / HTTP/1.1\r\nHost: a\r\n: a\r\n\r\n"),
@@ -191,7 +195,8 @@ static const struct req_vec req_vecs[] = {
 	  BAD(400) },
 	{ "bad name byte", IN("GET / HTTP/1.1\r\nHost: a\r\nX@Y: 1\r\n\r\n"),
 	  BAD(400) },
-	{ "missing Host", IN("GET / HTTP/1.1\r\nX: a\r\n\r\n"), BAD(400) },
+	{ "missing Host", IN("GET / HTTP/1.1\r\nX: a\r\n\r\n"),
+	  BAD(400, .why = "missing Host") },
 	{ "duplicate Host", IN("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
 	  BAD(400) },
 	{ "duplicate Host, equal", IN("GET / HTTP/1.1\r\nHost: a\r\n"
@@ -208,7 +213,7 @@ static const struct req_vec req_vecs[] = {
 	{ "absolute-form", IN("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
 	  BAD(400) },
 	{ "asterisk-form", IN("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
-	  BAD(400) },
+	  BAD(400, .why = "asterisk-form") },
 	{ "authority-form", IN("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
 	  BAD(400) },
 	{ "fragment in target", IN("GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"),
@@ -247,7 +252,7 @@ static const struct req_vec req_vecs[] = {
 	{ "too many headers", IN("GET / HTTP/1.1\r\nHost: a\r\n"
 	  "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\nH: 8\r\n"
 	  "I: 9\r\nJ: 10\r\nK: 11\r\nL: 12\r\nM: 13\r\nN: 14\r\nO: 15\r\n"
-	  "P: 16\r\n\r\n"), BAD(431) },
+	  "P: 16\r\n\r\n"), BAD(431, .why = "too many header fields") },
 };
 
 /* End of the head as an independent oracle: the first CRLFCRLF. */
@@ -292,6 +297,8 @@ test_request_vectors(void **state)
 			    status, err);
 		if (r == HTTP_ERROR) {
 			check_err(err);
+			if (v->why != NULL && strstr(err, v->why) == NULL)
+				fail_msg("%s: err \"%s\"", v->name, err);
 			continue;
 		}
 		assert_int_equal(status, 0);
