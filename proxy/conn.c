@@ -1,0 +1,1061 @@
+/* conn.c -- one client connection's life: handshake, identity, requests, responses */
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "conf.h"
+#include "conn.h"
+#include "gen.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "policy.h"
+#include "route.h"
+#include "tls.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define CONN_MAGIC	0x636f6e6eu
+#define REQ_ID_MAX	64
+
+enum conn_state {
+	C_HANDSHAKE,	/* TLS handshake in progress */
+	C_IDLE,		/* between requests */
+	C_HEAD,		/* reading a request head */
+	C_BODY,		/* reading a request body */
+	C_UPSTREAM,	/* waiting for the processor */
+	C_WRITING,	/* response queued, waiting for it to drain */
+	C_CLOSING,	/* last response queued; close once it drained */
+};
+
+/* One request, from its first byte to its response. */
+struct request {
+	struct gen			*gen;
+	char				 id[REQ_ID_MAX + 1];
+	struct timespec			 t0;
+	struct buf			 head;		/* copy of the request head */
+	struct http_header		*hdrs;
+	struct http_request		 http;
+	struct route_target		 target;
+	const struct conf_tenant	*tenant;
+	const struct conf_integration	*ig;
+	const struct conf_use		*use;
+	const struct conf_endpoint	*ep;
+	struct buf			 body;
+	struct http_chunked		 chunked;
+	size_t				 accounted;	/* bytes charged to worker->buffered */
+	struct upstream_exchange	*x;
+	double				 upstream_s;
+	struct policy_report		 rep;
+	int				 status;
+	size_t				 bytes_in, bytes_out;
+};
+
+struct conn {
+	unsigned		 magic;
+	struct worker		*w;
+	struct bufferevent	*bev;
+	TAILQ_ENTRY(conn)	 entry;
+	enum conn_state		 state;
+	struct timespec		 born;
+	struct event		*timer;
+	X509			*peer;
+	char			 identity[512];
+	int			 have_identity;
+	int			 close_after;	/* close once the response drained */
+	struct request		*req;
+};
+
+static void	conn_read_cb(struct bufferevent *, void *);
+static void	conn_write_cb(struct bufferevent *, void *);
+static void	conn_event_cb(struct bufferevent *, short, void *);
+static void	conn_timer_cb(evutil_socket_t, short, void *);
+static void	conn_free(struct conn *);
+static void	conn_process(struct conn *);
+
+static double
+ts_diff(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) +
+	    (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static void
+conn_arm(struct conn *c, int ms)
+{
+	struct timeval	tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+request_free(struct conn *c)
+{
+	struct request	*r = c->req;
+
+	if (r == NULL)
+		return;
+	if (r->x != NULL)
+		upstream_cancel(r->x);
+	c->w->buffered -= r->accounted;
+	buf_free(&r->head);
+	buf_free(&r->body);
+	free(r->hdrs);
+	route_target_free(&r->target);
+	policy_report_free(&r->rep);
+	gen_unref(r->gen);
+	free(r);
+	c->req = NULL;
+}
+
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
+{
+	struct conn	*c = NULL;
+	struct gen	*g;
+	SSL		*ssl;
+	int		 one = 1;
+
+	(void)sa;
+	if ((g = gen_current()) == NULL)
+		goto fail;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		goto fail;
+	c->magic = CONN_MAGIC;
+	c->w = w;
+	c->state = C_HANDSHAKE;
+	clock_gettime(CLOCK_MONOTONIC, &c->born);
+	if ((ssl = SSL_new(g->server_ctx)) == NULL)
+		goto fail;
+	c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		goto fail;
+	}
+	fd = -1;
+	if ((c->timer = evtimer_new(w->base, conn_timer_cb, c)) == NULL)
+		goto fail;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_arm(c, g->conf->limits.handshake_timeout_ms);
+	TAILQ_INSERT_TAIL(&w->conns, c, entry);
+	w->nconns++;
+	__atomic_fetch_add(&worker_conns_total, 1, __ATOMIC_RELAXED);
+	gen_unref(g);
+	return;
+fail:
+	ERR_clear_error();
+	gen_unref(g);
+	if (c != NULL) {
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		if (c->timer != NULL)
+			event_free(c->timer);
+		free(c);
+	}
+	if (fd != -1)
+		close(fd);
+	metrics_add(w->metrics, "subgate_connections_refused_total",
+	    "reason=\"resources\"", 1);
+}
+
+static void
+conn_free(struct conn *c)
+{
+	struct worker	*w = c->w;
+	SSL		*ssl;
+
+	assert(c->magic == CONN_MAGIC);
+	request_free(c);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	if (c->bev != NULL) {
+		if (c->state != C_HANDSHAKE &&
+		    (ssl = bufferevent_openssl_get_ssl(c->bev)) != NULL)
+			SSL_shutdown(ssl);	/* close_notify, best effort */
+		bufferevent_free(c->bev);
+	}
+	X509_free(c->peer);
+	TAILQ_REMOVE(&w->conns, c, entry);
+	w->nconns--;
+	__atomic_fetch_sub(&worker_conns_total, 1, __ATOMIC_RELAXED);
+	c->magic = 0;
+	free(c);
+	ERR_clear_error();
+	worker_conn_gone(w);
+}
+
+void
+conn_drain_all(struct worker *w)
+{
+	struct conn	*c, *next;
+
+	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (c->state == C_IDLE || c->state == C_HANDSHAKE)
+			conn_free(c);
+		else
+			c->close_after = 1;
+	}
+}
+
+void
+conn_abort_all(struct worker *w)
+{
+	struct conn	*c;
+
+	while ((c = TAILQ_FIRST(&w->conns)) != NULL)
+		conn_free(c);
+}
+
+/* Why a handshake failed, as a metric label. */
+static const char *
+conn_handshake_reason(struct conn *c, unsigned long e)
+{
+	SSL	*ssl = bufferevent_openssl_get_ssl(c->bev);
+	long	 v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+	switch (v) {
+	case X509_V_OK:
+		break;
+	case X509_V_ERR_CERT_REVOKED:
+		return "revoked";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return "expired";
+	default:
+		return "untrusted";
+	}
+	if (e == 0)
+		return "closed";
+	switch (ERR_GET_REASON(e)) {
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+		return "no_certificate";
+	case SSL_R_NO_APPLICATION_PROTOCOL:
+		return "alpn";
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_VERSION_TOO_LOW:
+		return "protocol_version";
+	case SSL_R_NO_SHARED_CIPHER:
+		return "no_shared_cipher";
+	case SSL_R_HTTP_REQUEST:
+		return "plain_http";
+	default:
+		return "handshake";
+	}
+}
+
+static struct log_ratelimit conn_hs_rl;
+
+static void
+conn_handshake_failed(struct conn *c, const char *reason)
+{
+	unsigned long	suppressed;
+	char		label[64];
+
+	snprintf(label, sizeof(label), "reason=\"%s\"", reason);
+	metrics_add(c->w->metrics, "subgate_tls_handshake_failures_total",
+	    label, 1);
+	if (log_ratelimit_ok(&conn_hs_rl, 10, &suppressed))
+		log_info("tls handshake refused reason=%s%s", reason,
+		    suppressed ? " (earlier refusals suppressed)" : "");
+	conn_free(c);
+}
+
+static void
+conn_handshake_done(struct conn *c)
+{
+	SSL		*ssl = bufferevent_openssl_get_ssl(c->bev);
+	struct gen	*g;
+
+	c->peer = SSL_get1_peer_certificate(ssl);
+	if (c->peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK) {
+		conn_handshake_failed(c, "no_certificate");
+		return;
+	}
+	c->have_identity = tls_peer_identity(c->peer, c->identity,
+	    sizeof(c->identity)) == 0;
+	metrics_add(c->w->metrics, "subgate_tls_handshakes_total", "", 1);
+	c->state = C_IDLE;
+	evtimer_del(c->timer);
+	if ((g = gen_current()) != NULL) {
+		struct timeval wt;
+		wt.tv_sec = g->conf->limits.client_timeout_ms / 1000;
+		wt.tv_usec = (g->conf->limits.client_timeout_ms % 1000) * 1000;
+		bufferevent_set_timeouts(c->bev, NULL, &wt);
+		conn_arm(c, g->conf->limits.client_timeout_ms);
+		gen_unref(g);
+	}
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_read_cb(c->bev, c);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn	*c = arg;
+	unsigned long	 e = 0, last;
+
+	(void)bev;
+	assert(c->magic == CONN_MAGIC);
+	if (what & BEV_EVENT_CONNECTED) {
+		conn_handshake_done(c);
+		return;
+	}
+	if (c->state == C_HANDSHAKE) {
+		while ((last = bufferevent_get_openssl_error(c->bev)) != 0)
+			e = last;
+		conn_handshake_failed(c, conn_handshake_reason(c, e));
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		metrics_add(c->w->metrics, "subgate_client_timeouts_total",
+		    "phase=\"write\"", 1);
+	/* EOF or error: the client is gone; in-flight work is dropped. */
+	conn_free(c);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+	const char	*phase;
+
+	(void)fd;
+	(void)what;
+	assert(c->magic == CONN_MAGIC);
+	switch (c->state) {
+	case C_HANDSHAKE:
+		conn_handshake_failed(c, "timeout");
+		return;
+	case C_IDLE:
+		phase = "phase=\"idle\"";
+		break;
+	case C_HEAD:
+	case C_BODY:
+		phase = "phase=\"request\"";
+		break;
+	default:
+		return;
+	}
+	metrics_add(c->w->metrics, "subgate_client_timeouts_total", phase, 1);
+	conn_free(c);
+}
+
+/* Is s a well-formed client request id? */
+static int
+request_id_ok(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len == 0 || len > REQ_ID_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+		    ch == ':' || ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static void
+request_id_new(char *out)
+{
+	unsigned char	r[16];
+	int		i;
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		memset(r, 0, sizeof(r));
+	for (i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+/* The per-request log line and metrics. Never a value, path or query. */
+static void
+request_account(struct conn *c)
+{
+	struct request	*r = c->req;
+	struct timespec	 now;
+	struct buf	 line = { 0 };
+	char		 labels[256], ts[32];
+	struct tm	 tm;
+	time_t		 wall;
+	double		 dur;
+	const char	*ig = r->ig ? r->ig->name : "-";
+	int		 tenant_labels;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	dur = ts_diff(&r->t0, &now);
+	tenant_labels = r->gen && r->gen->conf->admin_tenant_labels;
+	if (tenant_labels)
+		snprintf(labels, sizeof(labels),
+		    "integration=\"%s\",tenant=\"%s\",code=\"%d\"", ig,
+		    r->tenant ? r->tenant->id : "-", r->status);
+	else
+		snprintf(labels, sizeof(labels), "integration=\"%s\",code=\"%d\"",
+		    ig, r->status);
+	metrics_add(c->w->metrics, "subgate_requests_total", labels, 1);
+	metrics_observe(c->w->metrics, "subgate_request_duration_seconds", "",
+	    dur);
+	if (r->rep.count[POLICY_DROP] + r->rep.dropped_nonscalar > 0) {
+		snprintf(labels, sizeof(labels), "integration=\"%s\"", ig);
+		metrics_add(c->w->metrics, "subgate_fields_dropped_total",
+		    labels, r->rep.count[POLICY_DROP]);
+	}
+	wall = time(NULL);
+	gmtime_r(&wall, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	buf_printf(&line, "time=%s level=info msg=request request_id=%s "
+	    "tenant=%s integration=%s method=%.*s endpoint=\"%s\" status=%d "
+	    "bytes_in=%zu bytes_out=%zu duration_ms=%.3f upstream_ms=%.3f\n",
+	    ts, r->id, r->tenant ? r->tenant->id : "-", ig,
+	    r->ep ? (int)strlen(r->ep->method) : 1,
+	    r->ep ? r->ep->method : "-", r->ep ? r->ep->path : "-", r->status,
+	    r->bytes_in, r->bytes_out, dur * 1000, r->upstream_s * 1000);
+	log_line(line.data, line.len);
+	buf_free(&line);
+}
+
+/* Queue a complete response and move on (keep-alive or close). */
+static void
+conn_respond(struct conn *c, struct buf *head, const char *body, size_t blen)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	evbuffer_add(out, head->data, head->len);
+	if (blen > 0)
+		evbuffer_add(out, body, blen);
+	c->req->bytes_out = head->len + blen;
+	request_account(c);
+	c->state = c->close_after ? C_CLOSING : C_WRITING;
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/*
+ * Answer with one of subgate's own errors:
+ * {"error":{"code":...,"message":...,"request_id":...}}. message is fixed
+ * text or an upstream cause, never request data.
+ */
+static void
+conn_error(struct conn *c, int status, const char *code, const char *message,
+    int close_conn)
+{
+	struct request	*r = c->req;
+	struct buf	 body = { 0 }, head = { 0 };
+
+	r->status = status;
+	if (close_conn)
+		c->close_after = 1;
+	buf_append_str(&body, "{\"error\":{\"code\":");
+	json_write_string(&body, code, strlen(code));
+	buf_append_str(&body, ",\"message\":");
+	json_write_string(&body, message, strlen(message));
+	buf_append_str(&body, ",\"request_id\":");
+	json_write_string(&body, r->id, strlen(r->id));
+	buf_append_str(&body, "}}\n");
+	buf_printf(&head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %zu\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n%s\r\n",
+	    status, http_reason(status), body.len, r->id,
+	    c->close_after ? "Connection: close\r\n" : "");
+	/* A refused request's body is never read: close rather than resync. */
+	conn_respond(c, &head, body.data, r->http.head_len &&
+	    r->http.method_len == 4 && memcmp(r->http.method, "HEAD", 4) == 0 ?
+	    0 : body.len);
+	buf_free(&head);
+	buf_free(&body);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn	*c = arg;
+	struct timespec	 now;
+	struct gen	*g;
+
+	(void)bev;
+	assert(c->magic == CONN_MAGIC);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return;
+	if (c->state == C_CLOSING) {
+		conn_free(c);
+		return;
+	}
+	if (c->state != C_WRITING)
+		return;
+	request_free(c);
+	g = gen_current();
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (c->w->draining || g == NULL || ts_diff(&c->born, &now) * 1000 >=
+	    g->conf->limits.max_connection_age_ms) {
+		gen_unref(g);
+		conn_free(c);
+		return;
+	}
+	c->state = C_IDLE;
+	conn_arm(c, g->conf->limits.client_timeout_ms);
+	gen_unref(g);
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_read_cb(c->bev, c);
+}
+
+static int
+conn_request_new(struct conn *c)
+{
+	struct request	*r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	c->req = r;
+	if ((r->gen = gen_current()) == NULL)
+		return -1;
+	if ((r->hdrs = calloc(r->gen->conf->limits.max_headers,
+	    sizeof(*r->hdrs))) == NULL)
+		return -1;
+	request_id_new(r->id);
+	return 0;
+}
+
+/* Media type check: application/json, optionally ;charset=utf-8. */
+static int
+content_type_json(const struct http_header *h)
+{
+	const char	*v;
+	size_t		 n, i;
+	char		 low[64];
+
+	if (h == NULL || h->value_len >= sizeof(low))
+		return 0;
+	for (i = 0; i < h->value_len; i++)
+		low[i] = (char)((h->value[i] >= 'A' && h->value[i] <= 'Z') ?
+		    h->value[i] + 32 : h->value[i]);
+	low[h->value_len] = '\0';
+	v = low;
+	n = strlen("application/json");
+	if (strncmp(v, "application/json", n) != 0)
+		return 0;
+	v += n;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (*v == '\0')
+		return 1;
+	if (*v++ != ';')
+		return 0;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	return strcmp(v, "charset=utf-8") == 0 ||
+	    strcmp(v, "charset=\"utf-8\"") == 0;
+}
+
+/*
+ * A complete head arrived: decide who is calling what, under which
+ * generation. Returns 0 to go on reading the body, -1 when a response has
+ * been queued already.
+ */
+static int
+conn_request_head(struct conn *c)
+{
+	struct request			*r = c->req;
+	const struct conf		*cf = r->gen->conf;
+	const struct conf_integration	*ig;
+	const struct http_header	*h;
+	const char			*vals[ROUTE_MAX_PARAMS];
+	size_t				 lens[ROUTE_MAX_PARAMS], i;
+	char				 err[128];
+	int				 has_body;
+
+	h = http_header_find(r->http.headers, r->http.nheaders, "X-Request-Id");
+	if (h != NULL && request_id_ok(h->value, h->value_len)) {
+		memcpy(r->id, h->value, h->value_len);
+		r->id[h->value_len] = '\0';
+	}
+	if (c->w->draining) {
+		conn_error(c, 503, "draining", "subgate is shutting down; retry "
+		    "on another instance", 1);
+		return -1;
+	}
+	/* Identity, revocation and tenant are decided per request, under the
+	 * generation in force now (invariant 9). */
+	if (tls_crl_revoked(c->peer)) {
+		conn_error(c, 403, "client_not_allowed", "client certificate "
+		    "has been revoked", 1);
+		return -1;
+	}
+	if (!c->have_identity || (r->tenant = conf_tenant_by_client(cf,
+	    c->identity)) == NULL) {
+		conn_error(c, 403, "client_not_allowed", "client certificate "
+		    "identity is not a tenant's client", 1);
+		return -1;
+	}
+	if (route_parse_target(r->http.target, r->http.target_len, &r->target,
+	    err, sizeof(err)) == -1) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "request path refused: %s", err);
+		conn_error(c, 400, "bad_request", msg, 1);
+		return -1;
+	}
+	for (i = 0; i < cf->nintegrations; i++) {
+		ig = &cf->integrations[i];
+		if (route_prefix_match(&ig->prefix_pat, &r->target)) {
+			r->ig = ig;
+			break;
+		}
+	}
+	if (r->ig == NULL) {
+		conn_error(c, 404, "no_such_integration", "no integration has "
+		    "this path prefix", 0);
+		return -1;
+	}
+	if ((r->use = conf_tenant_use(r->tenant, r->ig)) == NULL) {
+		conn_error(c, 403, "integration_not_allowed", "tenant may not "
+		    "use this integration", 0);
+		return -1;
+	}
+	for (i = 0; i < r->ig->nendpoints; i++) {
+		const struct conf_endpoint *ep = &r->ig->endpoints[i];
+		if (strlen(ep->method) == r->http.method_len &&
+		    memcmp(ep->method, r->http.method, r->http.method_len) == 0 &&
+		    route_pattern_match(&ep->pattern, &r->target,
+		    r->ig->prefix_pat.nseg, vals, lens)) {
+			r->ep = ep;
+			break;
+		}
+	}
+	if (r->ep == NULL) {
+		conn_error(c, 403, "endpoint_not_allowed", "method and path are "
+		    "not a listed endpoint of this integration", 0);
+		return -1;
+	}
+	has_body = r->http.framing == HTTP_BODY_CHUNKED ||
+	    (r->http.framing == HTTP_BODY_LENGTH && r->http.content_length > 0);
+	if (has_body && !r->ep->has_request) {
+		conn_error(c, 400, "bad_request", "this endpoint takes no "
+		    "request body", 1);
+		return -1;
+	}
+	if (has_body) {
+		if (http_header_find(r->http.headers, r->http.nheaders,
+		    "Content-Encoding") != NULL) {
+			conn_error(c, 415, "unsupported_media_type", "compressed "
+			    "request bodies are not accepted", 1);
+			return -1;
+		}
+		if (!content_type_json(http_header_find(r->http.headers,
+		    r->http.nheaders, "Content-Type"))) {
+			conn_error(c, 415, "unsupported_media_type", "request "
+			    "body must be application/json", 1);
+			return -1;
+		}
+	}
+	if (r->http.framing == HTTP_BODY_LENGTH &&
+	    r->http.content_length > cf->limits.max_body_bytes) {
+		conn_error(c, 413, "payload_too_large", "request body is larger "
+		    "than max_body_bytes", 1);
+		return -1;
+	}
+	if (has_body && r->http.framing == HTTP_BODY_LENGTH) {
+		if (c->w->buffered + r->http.content_length >
+		    cf->limits.max_buffered_bytes) {
+			conn_error(c, 503, "overloaded", "gateway buffer limit "
+			    "reached; retry later", 1);
+			return -1;
+		}
+		r->accounted = r->http.content_length;
+		c->w->buffered += r->accounted;
+	}
+	r->body.max = cf->limits.max_body_bytes;
+	if (r->http.framing == HTTP_BODY_CHUNKED)
+		http_chunked_init(&r->chunked, cf->limits.max_header_bytes);
+	if (r->http.expect_continue && r->http.minor == 1 && has_body)
+		evbuffer_add(bufferevent_get_output(c->bev),
+		    "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	return 0;
+}
+
+/* Append "Name: value\r\n" after checking the value has no CR/LF/NUL. */
+static void
+head_add(struct buf *b, const char *name, size_t nlen, const char *v,
+    size_t vlen)
+{
+	buf_append(b, name, nlen);
+	buf_append(b, ": ", 2);
+	buf_append(b, v, vlen);
+	buf_append(b, "\r\n", 2);
+}
+
+static void
+conn_upstream_done(void *arg, struct upstream_result *res);
+
+/*
+ * The request is complete: build what the processor will receive from the
+ * policy decision alone (invariant 1) and send it.
+ */
+static void
+conn_forward(struct conn *c)
+{
+	struct request			*r = c->req;
+	const struct conf_endpoint	*ep = r->ep;
+	const struct conf_account	*acct = &r->use->account;
+	const struct gen_account	*ga;
+	const char			*vals[ROUTE_MAX_PARAMS];
+	size_t				 lens[ROUTE_MAX_PARAMS], i, p;
+	struct buf			 out = { 0 }, body = { 0 };
+	struct route_query_iter		 qi;
+	enum policy_action		 a;
+	char				 err[160], msg[256];
+	int				 rc, nq = 0, has_body;
+
+	bufferevent_disable(c->bev, EV_READ);
+	c->state = C_UPSTREAM;
+	evtimer_del(c->timer);
+	route_pattern_match(&ep->pattern, &r->target, r->ig->prefix_pat.nseg,
+	    vals, lens);
+
+	/* Body first: a refusal must not leave anything half-built. */
+	has_body = r->body.len > 0;
+	if (has_body) {
+		body.max = 0;
+		rc = policy_apply_json(ep->request, c->w->json, r->body.data,
+		    r->body.len, NULL, &body, &r->rep, err, sizeof(err));
+		if (rc == -1) {
+			snprintf(msg, sizeof(msg), "request body refused: %s", err);
+			buf_free(&body);
+			conn_error(c, 400, "bad_request", msg, 0);
+			return;
+		}
+	}
+
+	/* Request line: the path rebuilt from the pattern and the params. */
+	buf_append_str(&out, ep->method);
+	buf_append_char(&out, ' ');
+	if (ep->pattern.nseg == 0)
+		buf_append_char(&out, '/');
+	for (i = 0, p = 0; i < ep->pattern.nseg; i++) {
+		buf_append_char(&out, '/');
+		if (!ep->pattern.is_param[i]) {
+			route_encode(&out, ep->pattern.seg[i],
+			    strlen(ep->pattern.seg[i]));
+			continue;
+		}
+		a = ep->params[p].action;
+		if (a != POLICY_ALLOW) {
+			/* conf_load refuses actions this build cannot apply. */
+			buf_free(&out);
+			buf_free(&body);
+			conn_error(c, 500, "internal_error", "unsupported "
+			    "parameter action", 1);
+			return;
+		}
+		route_encode(&out, vals[p], lens[p]);
+		policy_report_add(&r->rep, POLICY_ALLOW, ep->params[p].name,
+		    strlen(ep->params[p].name));
+		p++;
+	}
+	/* Query: each parameter decided on its own; unlisted ones dropped. */
+	if (r->target.query != NULL) {
+		route_query_init(&qi, r->target.query, r->target.query_len);
+		while ((rc = route_query_next(&qi, err, sizeof(err))) == 1) {
+			a = ep->query ? policy_names_lookup(ep->query,
+			    qi.name.data, qi.name.len) : POLICY_DROP;
+			if (a != POLICY_ALLOW) {
+				r->rep.count[POLICY_DROP]++;
+				continue;
+			}
+			buf_append_char(&out, nq++ ? '&' : '?');
+			route_encode(&out, qi.name.data, qi.name.len);
+			if (qi.has_value) {
+				buf_append_char(&out, '=');
+				route_encode(&out, qi.value.data, qi.value.len);
+			}
+		}
+		route_query_free(&qi);
+		if (rc == -1) {
+			snprintf(msg, sizeof(msg), "query refused: %s", err);
+			buf_free(&out);
+			buf_free(&body);
+			conn_error(c, 400, "bad_request", msg, 0);
+			return;
+		}
+	}
+	buf_append_str(&out, " HTTP/1.1\r\n");
+	head_add(&out, "Host", 4, acct->server_name, strlen(acct->server_name));
+	/* Allowed headers from the service; X-Request-Id is ours. */
+	for (i = 0; i < r->http.nheaders; i++) {
+		const struct http_header *h = &r->http.headers[i];
+		if (policy_names_lookup(r->ig->headers_allow, h->name,
+		    h->name_len) != POLICY_ALLOW)
+			continue;
+		if (h->name_len == 12 && strncasecmp(h->name, "X-Request-Id",
+		    12) == 0)
+			head_add(&out, h->name, h->name_len, r->id, strlen(r->id));
+		else
+			head_add(&out, h->name, h->name_len, h->value,
+			    h->value_len);
+	}
+	for (i = 0; i < acct->nset; i++)
+		head_add(&out, acct->set[i].name, strlen(acct->set[i].name),
+		    acct->set[i].value, acct->set[i].value_len);
+	buf_append_str(&out, "Accept-Encoding: identity\r\n");
+	if (ep->has_request && (has_body || strcmp(ep->method, "GET") != 0)) {
+		buf_append_str(&out, "Content-Type: application/json\r\n");
+		buf_printf(&out, "Content-Length: %zu\r\n", body.len);
+	}
+	buf_append_str(&out, "\r\n");
+	buf_append(&out, body.data, body.len);
+	buf_free(&body);
+
+	ga = gen_account_for(r->gen, r->use);
+	r->x = upstream_start(c->w->pools, r->gen, ga, &out,
+	    strcmp(ep->method, "HEAD") == 0,
+	    strcmp(ep->method, "POST") != 0 && strcmp(ep->method, "PATCH") != 0,
+	    conn_upstream_done, c);
+	buf_free(&out);
+	if (r->x == NULL)
+		conn_error(c, 502, "upstream_error", "cannot start upstream "
+		    "exchange", 0);
+}
+
+static void
+conn_upstream_done(void *arg, struct upstream_result *res)
+{
+	struct conn		*c = arg;
+	struct request		*r = c->req;
+	struct buf		 head = { 0 };
+	struct timespec		 now;
+	char			 msg[256];
+	size_t			 i;
+	const struct http_header *h;
+
+	assert(c->magic == CONN_MAGIC && r != NULL);
+	r->x = NULL;	/* the exchange frees itself after this callback */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	r->upstream_s = ts_diff(&r->t0, &now);
+	metrics_observe(c->w->metrics, "subgate_upstream_duration_seconds", "",
+	    r->upstream_s);
+	if (res->error == UP_TIMEOUT) {
+		conn_error(c, 504, "upstream_timeout", "the processor did not "
+		    "answer within upstream_timeout_ms", 0);
+		return;
+	}
+	if (res->error != UP_OK) {
+		snprintf(msg, sizeof(msg), "processor %s: %s",
+		    upstream_error_name(res->error), res->detail);
+		conn_error(c, 502, "upstream_error", msg, 0);
+		return;
+	}
+	if (r->ep->response != NULL && res->body.len > 0 &&
+	    http_header_find(res->headers, res->nheaders,
+	    "Content-Encoding") != NULL) {
+		conn_error(c, 502, "upstream_error", "processor sent a "
+		    "compressed response on an endpoint that detokenises", 0);
+		return;
+	}
+	r->status = res->status;
+	buf_printf(&head, "HTTP/1.1 %d %s\r\n", res->status,
+	    http_reason(res->status));
+	for (i = 0; i < res->nheaders; i++) {
+		h = &res->headers[i];
+		if (http_is_hop_by_hop(h->name, h->name_len) ||
+		    (h->name_len == 14 && strncasecmp(h->name,
+		    "Content-Length", 14) == 0) ||
+		    (h->name_len == 12 && strncasecmp(h->name,
+		    "X-Request-Id", 12) == 0))
+			continue;
+		head_add(&head, h->name, h->name_len, h->value, h->value_len);
+	}
+	buf_printf(&head, "X-Request-Id: %s\r\n", r->id);
+	if (res->status != 204 && res->status != 304) {
+		if (strcmp(r->ep->method, "HEAD") == 0 &&
+		    (h = http_header_find(res->headers, res->nheaders,
+		    "Content-Length")) != NULL)
+			head_add(&head, "Content-Length", 14, h->value,
+			    h->value_len);
+		else
+			buf_printf(&head, "Content-Length: %zu\r\n",
+			    res->body.len);
+	}
+	if (!r->http.keep_alive)
+		c->close_after = 1;
+	if (c->close_after)
+		buf_append_str(&head, "Connection: close\r\n");
+	else if (r->http.minor == 0)
+		buf_append_str(&head, "Connection: keep-alive\r\n");
+	buf_append_str(&head, "\r\n");
+	conn_respond(c, &head, res->body.data, res->body.len);
+	buf_free(&head);
+}
+
+/* Feed the body; returns 1 when complete, 0 for more, -1 after an error
+ * response. */
+static int
+conn_read_body(struct conn *c, struct evbuffer *in)
+{
+	struct request	*r = c->req;
+	size_t		 len = evbuffer_get_length(in), want, consumed;
+	const char	*p;
+	char		 err[128], msg[200];
+	int		 rc, too_large = 0;
+
+	switch (r->http.framing) {
+	case HTTP_BODY_NONE:
+		return 1;
+	case HTTP_BODY_LENGTH:
+		want = r->http.content_length - r->body.len;
+		if (len > want)
+			len = want;
+		if (buf_reserve(&r->body, len) == -1) {
+			conn_error(c, 413, "payload_too_large", "request body "
+			    "is larger than max_body_bytes", 1);
+			return -1;
+		}
+		evbuffer_remove(in, r->body.data + r->body.len, len);
+		r->body.len += len;
+		r->body.data[r->body.len] = '\0';
+		r->bytes_in += len;
+		return r->body.len == r->http.content_length;
+	case HTTP_BODY_CHUNKED:
+		if (len == 0)
+			return 0;
+		p = (const char *)evbuffer_pullup(in, -1);
+		rc = http_chunked_decode(&r->chunked, p, len, &consumed,
+		    &r->body, &too_large, err, sizeof(err));
+		evbuffer_drain(in, consumed);
+		r->bytes_in += consumed;
+		if (rc == HTTP_ERROR) {
+			if (too_large)
+				conn_error(c, 413, "payload_too_large", "request "
+				    "body is larger than max_body_bytes", 1);
+			else {
+				snprintf(msg, sizeof(msg), "bad chunked body: %s",
+				    err);
+				conn_error(c, 400, "bad_request", msg, 1);
+			}
+			return -1;
+		}
+		if (r->body.len > r->accounted) {
+			if (c->w->buffered + (r->body.len - r->accounted) >
+			    r->gen->conf->limits.max_buffered_bytes) {
+				conn_error(c, 503, "overloaded", "gateway buffer "
+				    "limit reached; retry later", 1);
+				return -1;
+			}
+			c->w->buffered += r->body.len - r->accounted;
+			r->accounted = r->body.len;
+		}
+		return rc == HTTP_DONE;
+	default:
+		return -1;
+	}
+}
+
+static void
+conn_process(struct conn *c)
+{
+	struct evbuffer		*in = bufferevent_get_input(c->bev);
+	struct request		*r;
+	struct http_limits	 lim;
+	const char		*p;
+	size_t			 len, limit, i;
+	char			 err[128], msg[200];
+	int			 rc, status;
+
+	if (c->state == C_IDLE) {
+		if (evbuffer_get_length(in) == 0)
+			return;
+		if (conn_request_new(c) == -1) {
+			conn_free(c);
+			return;
+		}
+		c->state = C_HEAD;
+		conn_arm(c, c->req->gen->conf->limits.client_timeout_ms);
+	}
+	r = c->req;
+	if (c->state == C_HEAD) {
+		lim.max_header_bytes = r->gen->conf->limits.max_header_bytes;
+		lim.max_headers = r->gen->conf->limits.max_headers;
+		len = evbuffer_get_length(in);
+		limit = len < lim.max_header_bytes + 1 ? len :
+		    lim.max_header_bytes + 1;
+		p = (const char *)evbuffer_pullup(in, (ssize_t)limit);
+		r->http.headers = r->hdrs;
+		rc = http_parse_request(p, limit, &lim, &r->http, &status, err,
+		    sizeof(err));
+		if (rc == HTTP_AGAIN)
+			return;
+		if (rc == HTTP_ERROR) {
+			r->http.head_len = 0;
+			snprintf(msg, sizeof(msg), "malformed request: %s", err);
+			metrics_add(c->w->metrics, "subgate_http_errors_total",
+			    status == 431 ? "reason=\"headers_too_large\"" :
+			    "reason=\"malformed\"", 1);
+			conn_error(c, status, status == 431 ? "headers_too_large" :
+			    "bad_request", msg, 1);
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
+		/* Keep the head: the header views point into our copy. */
+		if (buf_append(&r->head, p, r->http.head_len) == -1) {
+			conn_free(c);
+			return;
+		}
+		for (i = 0; i < r->http.nheaders; i++) {
+			r->hdrs[i].name = r->head.data + (r->hdrs[i].name - p);
+			r->hdrs[i].value = r->head.data + (r->hdrs[i].value - p);
+		}
+		r->http.method = r->head.data + (r->http.method - p);
+		r->http.target = r->head.data + (r->http.target - p);
+		if (r->http.host != NULL)
+			r->http.host = r->head.data + (r->http.host - p);
+		evbuffer_drain(in, r->http.head_len);
+		r->bytes_in = r->http.head_len;
+		if (!r->http.keep_alive)
+			c->close_after = 1;
+		if (conn_request_head(c) == -1) {
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
+		c->state = C_BODY;
+	}
+	if (c->state == C_BODY) {
+		rc = conn_read_body(c, in);
+		if (rc == -1)
+			bufferevent_disable(c->bev, EV_READ);
+		else if (rc == 1)
+			conn_forward(c);
+	}
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn	*c = arg;
+
+	(void)bev;
+	assert(c->magic == CONN_MAGIC);
+	if (c->state == C_IDLE || c->state == C_HEAD || c->state == C_BODY)
+		conn_process(c);
+}

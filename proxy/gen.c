@@ -1,0 +1,172 @@
+/* gen.c -- configuration generations: build, reference counting, the current one */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "gen.h"
+#include "policy.h"
+#include "tls.h"
+
+static pthread_mutex_t	 gen_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct gen	*gen_now;
+
+unsigned
+gen_implemented_actions(void)
+{
+	return (1u << POLICY_ALLOW) | (1u << POLICY_DROP);
+}
+
+static int
+gen_add_account(struct gen *g, const struct conf_account *a, char *err,
+    size_t errlen)
+{
+	struct gen_account	*ga;
+	size_t			 i;
+	char			 e[512];
+
+	for (i = 0; i < g->naccounts; i++)
+		if (strcmp(g->accounts[i].account->key, a->key) == 0)
+			return 0;
+	ga = realloc(g->accounts, (g->naccounts + 1) * sizeof(*ga));
+	if (ga == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	g->accounts = ga;
+	ga = &g->accounts[g->naccounts];
+	ga->account = a;
+	ga->index = (unsigned)g->naccounts;
+	if ((ga->ctx = tls_client_ctx_new(a, e, sizeof(e))) == NULL) {
+		snprintf(err, errlen, "%s: upstream %s: %s", g->conf->path,
+		    a->upstream, e);
+		return -1;
+	}
+	g->naccounts++;
+	return 0;
+}
+
+/* A hash of everything that decides what leaves and to whom: the config
+ * text as loaded plus the CA and pin material it names. */
+static void
+gen_hash(struct gen *g)
+{
+	EVP_MD_CTX	*md = EVP_MD_CTX_new();
+	unsigned char	 h[32], chunk[4096];
+	unsigned int	 hl = 0;
+	size_t		 i, n;
+	FILE		*f;
+	const char	*files[2];
+	int		 k;
+
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	files[0] = g->conf->path;
+	for (i = 0; i <= g->naccounts; i++) {
+		files[1] = i < g->naccounts ? g->accounts[i].account->ca : NULL;
+		for (k = i == 0 ? 0 : 1; k < 2; k++) {
+			if (files[k] == NULL || (f = fopen(files[k], "r")) == NULL)
+				continue;
+			while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+				EVP_DigestUpdate(md, chunk, n);
+			fclose(f);
+		}
+		if (i < g->naccounts)
+			EVP_DigestUpdate(md, g->accounts[i].account->key,
+			    strlen(g->accounts[i].account->key));
+	}
+	EVP_DigestFinal_ex(md, h, &hl);
+	EVP_MD_CTX_free(md);
+	for (i = 0; i < 32; i++)
+		snprintf(g->policy_hash + 2 * i, 3, "%02x", h[i]);
+}
+
+struct gen *
+gen_build(const char *path, uint64_t id, char *err, size_t errlen)
+{
+	struct gen	*g;
+	size_t		 t, u;
+	char		 e[512];
+
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	g->refs = 1;
+	g->id = id;
+	if ((g->conf = conf_load(path, gen_implemented_actions(), err,
+	    errlen)) == NULL)
+		goto fail;
+	if ((g->server_ctx = tls_server_ctx_new(g->conf, e, sizeof(e))) == NULL) {
+		snprintf(err, errlen, "%s: tls: %s", path, e);
+		goto fail;
+	}
+	for (t = 0; t < g->conf->ntenants; t++)
+		for (u = 0; u < g->conf->tenants[t].nuses; u++)
+			if (gen_add_account(g, &g->conf->tenants[t].uses[u].account,
+			    err, errlen) == -1)
+				goto fail;
+	gen_hash(g);
+	return g;
+fail:
+	gen_unref(g);
+	return NULL;
+}
+
+void
+gen_ref(struct gen *g)
+{
+	__atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+gen_unref(struct gen *g)
+{
+	size_t	i;
+
+	if (g == NULL || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (i = 0; i < g->naccounts; i++)
+		SSL_CTX_free(g->accounts[i].ctx);
+	free(g->accounts);
+	SSL_CTX_free(g->server_ctx);
+	conf_free(g->conf);
+	free(g);
+}
+
+const struct gen_account *
+gen_account_for(const struct gen *g, const struct conf_use *u)
+{
+	size_t	i;
+
+	for (i = 0; i < g->naccounts; i++)
+		if (g->accounts[i].account == &u->account ||
+		    strcmp(g->accounts[i].account->key, u->account.key) == 0)
+			return &g->accounts[i];
+	return NULL;
+}
+
+struct gen *
+gen_current(void)
+{
+	struct gen	*g;
+
+	pthread_mutex_lock(&gen_mtx);
+	if ((g = gen_now) != NULL)
+		gen_ref(g);
+	pthread_mutex_unlock(&gen_mtx);
+	return g;
+}
+
+void
+gen_install(struct gen *g)
+{
+	struct gen	*old;
+
+	pthread_mutex_lock(&gen_mtx);
+	old = gen_now;
+	gen_now = g;
+	pthread_mutex_unlock(&gen_mtx);
+	gen_unref(old);
+}

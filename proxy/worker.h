@@ -1,0 +1,59 @@
+/* worker.h -- worker threads: event loop, listener, connections, upstream pools */
+#ifndef SUBGATE_WORKER_H
+#define SUBGATE_WORKER_H
+
+#include <sys/queue.h>
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "json.h"
+#include "metrics.h"
+#include "upstream.h"
+
+struct conn;
+TAILQ_HEAD(conn_list, conn);
+
+#define WORKER_MAGIC	0x776f726bu
+
+struct worker {
+	unsigned		 magic;
+	int			 id;
+	pthread_t		 thread;
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	struct evconnlistener	*listener;
+	int			 listen_fd;	/* until the listener takes it */
+	struct metrics		*metrics;
+	struct upstream_pools	*pools;
+	struct json_reader	*json;		/* one request is filtered at a time */
+	int			 json_depth;
+	size_t			 buffered;	/* body bytes held by this worker */
+	struct conn_list	 conns;
+	size_t			 nconns;
+	int			 draining;
+};
+
+/* Connections open across all workers (for max_connections and metrics). */
+extern int worker_conns_total;
+
+/* Create a worker around an already bound, listening socket (taken). */
+struct worker *worker_new(int id, int listen_fd, char *err, size_t errlen);
+/* Start the thread. 0 or -1. */
+int	worker_start(struct worker *w);
+/* Ask the worker to stop accepting, finish in-flight requests and exit its
+ * loop once its connections are gone (thread-safe). */
+void	worker_drain(struct worker *w);
+/* Stop at once (grace period over; thread-safe). */
+void	worker_stop(struct worker *w);
+void	worker_join(struct worker *w);
+void	worker_free(struct worker *w);
+
+/* Internal to worker.c/conn.c: the loop has one connection less. */
+void	worker_conn_gone(struct worker *w);
+
+#endif
