@@ -39,6 +39,7 @@ struct json_key {
 	size_t		 off;
 	size_t		 len;
 	uint32_t	 hash;
+	unsigned char	 c0;	/* first byte (0 for ""): cheap mismatch test */
 };
 
 struct json_frame {
@@ -300,9 +301,12 @@ key_remember(struct json_reader *r, const char *s, size_t len, int escaped)
 	if (len > UINT32_MAX || r->nkeys >= UINT32_MAX - 1)
 		return -1;
 	if (f->tabmask == 0) {
+		unsigned char	 c0 = len ? (unsigned char)s[0] : 0;
+
 		for (i = f->kstart; i < r->nkeys; i++) {
 			k = &r->keys[i];
-			if (k->len == len && memcmp(key_bytes(r, k), s, len) == 0)
+			if (k->len == len && k->c0 == c0 &&
+			    memcmp(key_bytes(r, k), s, len) == 0)
 				return 1;
 		}
 	} else {
@@ -328,6 +332,7 @@ key_remember(struct json_reader *r, const char *s, size_t len, int escaped)
 	}
 	k = &r->keys[r->nkeys];
 	k->len = len;
+	k->c0 = len ? (unsigned char)s[0] : 0;
 	if (escaped) {
 		k->ptr = NULL;
 		k->off = r->arena.len;

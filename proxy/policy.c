@@ -52,6 +52,7 @@ struct pkid {
 	size_t		 len;
 	char		*disp;		/* key as written in rule syntax (quoted if needed) */
 	size_t		 displen;
+	uint32_t	 dhash;		/* fnv(disp), for report path hashes */
 	uint32_t	 hash;
 	struct pnode	*node;
 };
@@ -559,6 +560,7 @@ trie_add(struct policy_rules *r, const struct step *s, size_t ns,
 				free(k->disp);
 				return -1;
 			}
+			k->dhash = fnv(k->disp, k->displen);
 			n->nkids++;
 			if (n->nkids > PNODE_HASH_AFTER && pnode_index(n) == -1)
 				return -1;
@@ -756,6 +758,7 @@ struct pw_frame {
 	size_t			 emitted;	/* members written */
 	size_t			 seen;		/* members read */
 	size_t			 pathlen;	/* report path of this container */
+	uint32_t		 pathhash;
 	int			 is_array;
 };
 
@@ -767,8 +770,25 @@ struct pw_frame {
 struct pw_dedup {
 	uint32_t	 hash;
 	uint32_t	 off;		/* offset in rep->paths[a] + 1; 0: empty */
+	uint32_t	 len;
 	uint8_t		 action;
 };
+
+/*
+ * Report paths are hashed segment by segment as they are built (a key's
+ * segment hash is precomputed in the trie), so deduplicating a decision
+ * costs one probe, not a pass over the path. Equal paths have equal segment
+ * sequences, hence equal hashes.
+ */
+#define SEG_STAR	0x2a2a2a2au
+#define SEG_ARR		0x5b5d5b5du
+#define SEG_DSTAR	0x2a2e2a2au
+
+static inline uint32_t
+path_hash_step(uint32_t h, uint32_t seg)
+{
+	return ((h << 7 | h >> 25) ^ seg) * 0x9e3779b1u;
+}
 
 struct pwalk {
 	const struct policy_rules	*rules;
@@ -784,6 +804,7 @@ struct pwalk {
 	size_t				 nframes;	/* allocated */
 	char				*path;
 	size_t				 pathlen, pathcap;
+	uint32_t			 pathhash;
 
 	struct pw_dedup			*dedup;		/* NULL: linear */
 	size_t				 ndedup;
@@ -799,11 +820,14 @@ pw_fail(struct pwalk *w, const char *why)
 	return -1;
 }
 
+/*
+ * Find the current path under action a in the dedup set; 1 if present.
+ * Otherwise, when off != UINT32_MAX, insert it (stored at off).
+ */
 static int
-pw_dedup_put(struct pwalk *w, enum policy_action a, const char *p,
-    size_t len, uint32_t off)
+pw_dedup_put(struct pwalk *w, enum policy_action a, uint32_t off)
 {
-	uint32_t		 h = fnv(p, len) ^ (uint32_t)a * 0x9e3779b9u;
+	uint32_t		 h = w->pathhash ^ (uint32_t)a * 0x85ebca6bu;
 	size_t			 slot = h & (PW_DEDUP_SLOTS - 1);
 	struct pw_dedup		*d;
 	const struct buf	*b = &w->rep->paths[a];
@@ -812,45 +836,19 @@ pw_dedup_put(struct pwalk *w, enum policy_action a, const char *p,
 		d = &w->dedup[slot];
 		if (d->off == 0)
 			break;
-		if (d->hash == h && d->action == a &&
-		    strlen(b->data + d->off - 1) == len &&
-		    memcmp(b->data + d->off - 1, p, len) == 0)
+		if (d->hash == h && d->action == a && d->len == w->pathlen &&
+		    memcmp(b->data + d->off - 1, w->path, w->pathlen) == 0)
 			return 1;
 		slot = (slot + 1) & (PW_DEDUP_SLOTS - 1);
 	}
 	if (off == UINT32_MAX)
-		return 0;	/* lookup only */
+		return 0;
 	d->hash = h;
 	d->action = (uint8_t)a;
 	d->off = off + 1;
+	d->len = (uint32_t)w->pathlen;
 	w->ndedup++;
 	return 0;
-}
-
-/* Seed the dedup set with paths already in the report. */
-static void
-pw_dedup_seed(struct pwalk *w)
-{
-	int		 a;
-	const char	*p, *end, *z;
-
-	for (a = 0; a < POLICY_NACTIONS && w->dedup != NULL; a++) {
-		const struct buf *b = &w->rep->paths[a];
-
-		p = b->data;
-		end = b->data + b->len;
-		while (p < end) {
-			z = memchr(p, '\0', (size_t)(end - p));
-			if (w->ndedup >= PW_DEDUP_SLOTS / 2 ||
-			    b->len >= UINT32_MAX - 1) {
-				w->dedup = NULL;
-				break;
-			}
-			pw_dedup_put(w, a, p, (size_t)(z - p),
-			    (uint32_t)(p - b->data));
-			p = z + 1;
-		}
-	}
 }
 
 /* Record a decision at the current path. */
@@ -866,7 +864,7 @@ pw_report(struct pwalk *w, enum policy_action a)
 	rep->count[a]++;
 	if (w->dedup == NULL)
 		return policy_report_add(rep, a, w->path, w->pathlen);
-	if (pw_dedup_put(w, a, w->path, w->pathlen, UINT32_MAX) == 1)
+	if (pw_dedup_put(w, a, UINT32_MAX) == 1)
 		return 0;
 	b = &rep->paths[a];
 	off = b->len;
@@ -875,16 +873,17 @@ pw_report(struct pwalk *w, enum policy_action a)
 	buf_append(b, w->path, w->pathlen);
 	buf_append_char(b, '\0');
 	rep->npaths[a]++;
-	if (off >= UINT32_MAX - 1 || w->ndedup >= PW_DEDUP_SLOTS / 2)
-		w->dedup = NULL;
+	if (off >= UINT32_MAX - 1 || w->pathlen >= UINT32_MAX ||
+	    w->ndedup >= PW_DEDUP_SLOTS / 2)
+		w->dedup = NULL;	/* rare: fall back to linear search */
 	else
-		pw_dedup_put(w, a, w->path, w->pathlen, (uint32_t)off);
+		pw_dedup_put(w, a, (uint32_t)off);
 	return 0;
 }
 
 static inline int
-pw_path_set(struct pwalk *w, size_t base, const char *seg, size_t len,
-    int dot)
+pw_path_set(struct pwalk *w, size_t base, uint32_t basehash, const char *seg,
+    size_t len, uint32_t seghash, int dot)
 {
 	char	*p = w->path + base;
 
@@ -897,6 +896,7 @@ pw_path_set(struct pwalk *w, size_t base, const char *seg, size_t len,
 	p += len;
 	*p = '\0';
 	w->pathlen = (size_t)(p - w->path);
+	w->pathhash = path_hash_step(basehash, seghash);
 	return 0;
 }
 
@@ -1006,6 +1006,7 @@ pw_run(struct pwalk *w, struct pw_frame *stack)
 	struct json_token	 t, v;
 	const char		*keyraw = NULL, *disp;
 	size_t			 keyrawlen = 0, displen, mark, i, cs, ce, idx;
+	uint32_t		 dhash = 0;
 	int			 depth, dstar, leaf, descend, prc;
 	enum policy_action	 da = POLICY_DROP, la = POLICY_DROP;
 
@@ -1016,12 +1017,14 @@ pw_run(struct pwalk *w, struct pw_frame *stack)
 	memset(f, 0, sizeof(*f));
 	f->mark = w->out->len;
 	w->pathlen = 0;
+	w->pathhash = 0;
 	w->path[0] = '\0';
 	if (w->rules->root->has_dstar) {
 		f->mode = PW_SUB;
 		f->sub = w->rules->root->dstar;
-		pw_path_set(w, 0, "**", 2, 0);
+		pw_path_set(w, 0, 0, "**", 2, SEG_DSTAR, 0);
 		f->pathlen = w->pathlen;
+		f->pathhash = w->pathhash;
 	} else {
 		f->mode = PW_MATCH;
 		f->live = 0;
@@ -1072,6 +1075,7 @@ pw_run(struct pwalk *w, struct pw_frame *stack)
 						live[ce++] = c;
 						disp = n->kids[idx].disp;
 						displen = n->kids[idx].displen;
+						dhash = n->kids[idx].dhash;
 					}
 					if (n->star != NULL)
 						live[ce++] = n->star;
@@ -1104,11 +1108,14 @@ pw_run(struct pwalk *w, struct pw_frame *stack)
 		}
 
 		if (f->is_array)
-			prc = pw_path_set(w, f->pathlen, "[]", 2, 0);
+			prc = pw_path_set(w, f->pathlen, f->pathhash, "[]", 2,
+			    SEG_ARR, 0);
 		else if (disp != NULL)
-			prc = pw_path_set(w, f->pathlen, disp, displen, 1);
+			prc = pw_path_set(w, f->pathlen, f->pathhash, disp,
+			    displen, dhash, 1);
 		else
-			prc = pw_path_set(w, f->pathlen, "*", 1, 1);
+			prc = pw_path_set(w, f->pathlen, f->pathhash, "*", 1,
+			    SEG_STAR, 1);
 		if (prc != 0)
 			return pw_fail(w, "field path too long");
 		dstar = leaf = descend = 0;
@@ -1126,6 +1133,7 @@ pw_run(struct pwalk *w, struct pw_frame *stack)
 		if (dstar) {
 			memcpy(w->path + w->pathlen, ".**", 4);
 			w->pathlen += 3;
+			w->pathhash = path_hash_step(w->pathhash, SEG_DSTAR);
 			if (is_scalar(v.type)) {
 				if (pw_scalar(w, f, da, &v, mark) == -1)
 					return -1;
@@ -1203,6 +1211,7 @@ push:
 		nf->emitted = 0;
 		nf->seen = 0;
 		nf->pathlen = w->pathlen;
+		nf->pathhash = w->pathhash;
 		nf->is_array = v.type == JSON_ARRAY_BEGIN;
 		if (out_put(w, nf->is_array ? "[" : "{", 1) == -1)
 			return pw_fail(w, "output too large");
@@ -1223,7 +1232,7 @@ pw_apply(const struct policy_rules *rules, struct json_reader *r,
 	struct pw_dedup		 dedup[PW_DEDUP_SLOTS];
 	size_t			 start = out->len;
 	char			 dummy[1];
-	int			 rc = -1;
+	int			 rc = -1, i;
 
 	if (err == NULL || errlen == 0) {
 		err = dummy;
@@ -1256,9 +1265,14 @@ pw_apply(const struct policy_rules *rules, struct json_reader *r,
 			goto nomem;
 	}
 	if (w.rep != NULL) {
-		memset(dedup, 0, sizeof(dedup));
-		w.dedup = dedup;
-		pw_dedup_seed(&w);
+		/* a report that already holds paths is deduplicated linearly */
+		for (i = 0; i < POLICY_NACTIONS; i++)
+			if (rep->npaths[i] != 0)
+				break;
+		if (i == POLICY_NACTIONS) {
+			memset(dedup, 0, sizeof(dedup));
+			w.dedup = dedup;
+		}
 	}
 	json_reader_reset(r, in, len);
 	rc = pw_run(&w, stack);
