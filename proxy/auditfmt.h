@@ -1,0 +1,281 @@
+/* auditfmt.h -- disclosure log on-disk format: frames, sealing, chain, checkpoints (pure) */
+#ifndef SUBGATE_AUDITFMT_H
+#define SUBGATE_AUDITFMT_H
+
+/*
+ * On-disk format, version 1. All integers are unsigned big-endian.
+ *
+ * Directory: seg-NNNNNNNNNNNNNNNNNNNN.sga (segment id in 20 decimal digits,
+ * ids count up from 1 without gaps), LOCK (flock), signer.key (the current
+ * Ed25519 signing key, PEM PKCS#8, 0600), signer.next (a key being handed
+ * over), keychain (the checkpoint frames of segments deleted by retention,
+ * verbatim, so the key hand-overs stay verifiable from the first key).
+ *
+ * Frame: u32 len | u32 crc32c(len bytes) | u32 crc32c(body) | body[len]
+ *   len <= AUDITFMT_MAX_BODY. A frame cut short by the end of the file (or
+ *   a tail of zero bytes, as a crash leaves) is a torn tail; a complete
+ *   frame with a bad checksum is corruption. Body byte 0 is the type.
+ *
+ * Header frame (type 1), always frame 0 of a segment, plaintext:
+ *   type | "SGAUDIT1" | u16 version | u64 segment_id | u64 first_seq |
+ *   u64 created_ms | u64 prev_segment_id | prev_head[32] | signer_pub[32] |
+ *   u8 instance_len | instance | u8 nreaders |
+ *   nreaders x { reader_id[32] = SHA-256(reader X25519 public key),
+ *                eph_pub[32]   = ephemeral X25519 public key,
+ *                wrapped[48]   = AES-256-GCM(KEK, nonce 0, aad =
+ *                                segment_id | reader_id) of the data key }
+ *   KEK = HKDF-SHA-256(ikm = X25519(eph, reader), salt = none,
+ *         info = "subgate/v1 audit-kek" | segment_id | eph_pub | reader_pub).
+ *
+ * Record frame (type 2): type | u64 seq | u64 time_ms | AES-256-GCM
+ *   ciphertext | tag[16], under the segment data key, nonce = 4 zero bytes |
+ *   u64 frame index in the segment (the header is frame 0), aad =
+ *   u64 segment_id | the 17 plaintext bytes before it. Plaintext: the
+ *   record's JSON object, {"seq":..,"time":..,"instance":..,<members>}.
+ *
+ * Checkpoint frame (type 3), plaintext:
+ *   type | u8 kind | u64 segment_id | u64 last_seq | u64 count (records in
+ *   this segment so far) | u64 time_ms | head[32] (chain head before this
+ *   frame) | next_pub[32] (the key that signs the next checkpoint) |
+ *   u64 aux1 | u64 aux2 | aux_head[32] | u8 instance_len | instance |
+ *   sig[64] = Ed25519(current key, "subgate/v1 audit-checkpoint" | all of
+ *   the above). Kinds: periodic; close (last frame of a segment); recovery
+ *   (frame 1 of the segment after an unclosed one: aux1 = that segment,
+ *   aux2 = its valid length, aux_head = the chain head there); retention
+ *   (segments up to aux1 deleted, aux2 = first kept, aux_head = the first
+ *   kept segment's prev_head).
+ *
+ * Chain: head = SHA-256(head | frame bytes) for every frame in order, the
+ * headers included; a segment header's prev_head is the head where the
+ * previous segment's valid frames end (zero for segment 1).
+ *
+ * Checkpoint line (operational log, and verify --anchor):
+ *   audit checkpoint v1 kind=K instance=I segment=N seq=N count=N
+ *   time=RFC3339 head=HEX next=HEX sig=HEX
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "buf.h"
+
+#define AUDITFMT_FRAME_HDR	12
+#define AUDITFMT_MAX_BODY	(4u << 20)
+#define AUDITFMT_MAX_READERS	16
+#define AUDITFMT_INSTANCE_MAX	255
+#define AUDITFMT_TAG		16
+
+enum auditfmt_type {
+	AUDITFMT_HEADER = 1,
+	AUDITFMT_RECORD = 2,
+	AUDITFMT_CHECKPOINT = 3,
+};
+
+enum auditfmt_kind {
+	AUDITFMT_CK_PERIODIC = 1,
+	AUDITFMT_CK_CLOSE = 2,
+	AUDITFMT_CK_RECOVERY = 3,
+	AUDITFMT_CK_RETENTION = 4,
+};
+
+struct auditfmt_reader {
+	unsigned char	 id[32];
+	unsigned char	 eph[32];
+	unsigned char	 wrapped[48];
+};
+
+struct auditfmt_header {
+	uint64_t		 segment_id, first_seq, created_ms;
+	uint64_t		 prev_segment_id;
+	unsigned char		 prev_head[32];
+	unsigned char		 signer_pub[32];
+	char			 instance[AUDITFMT_INSTANCE_MAX + 1];
+	size_t			 nreaders;
+	struct auditfmt_reader	 readers[AUDITFMT_MAX_READERS];
+};
+
+struct auditfmt_checkpoint {
+	int		 kind;
+	uint64_t	 segment_id, last_seq, count, time_ms;
+	unsigned char	 head[32];
+	unsigned char	 next_pub[32];
+	uint64_t	 aux1, aux2;
+	unsigned char	 aux_head[32];
+	char		 instance[AUDITFMT_INSTANCE_MAX + 1];
+	unsigned char	 sig[64];
+};
+
+/* A segment file's contents, borrowed. */
+struct auditfmt_segdata {
+	uint64_t		 id;
+	const unsigned char	*data;
+	size_t			 len;
+};
+
+/* What a scan of one segment found (see auditfmt_segment_scan). */
+enum auditfmt_tail {
+	AUDITFMT_TAIL_CLEAN = 0,	/* ends on a frame boundary */
+	AUDITFMT_TAIL_TORN,		/* ends in a partial frame or zero bytes */
+	AUDITFMT_TAIL_CORRUPT,		/* a complete frame is damaged */
+};
+
+struct auditfmt_scan {
+	int			 has_header;
+	struct auditfmt_header	 header;
+	size_t			 valid_len;	/* bytes of whole, valid frames */
+	enum auditfmt_tail	 tail;
+	unsigned char		 head[32];	/* chain head at valid_len */
+	uint64_t		 last_seq;	/* header.first_seq - 1 if no record */
+	uint64_t		 records;
+	uint64_t		 frames;
+	unsigned char		 signer_pub[32];	/* key that signs next */
+	int			 closed;	/* last frame is a close checkpoint */
+	uint64_t		 last_time_ms;
+};
+
+/* CRC-32C (Castagnoli) of p[0..n), continuing from crc (start with 0). */
+uint32_t auditfmt_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* Append one frame holding body[0..len) to out. 0, or -1 (too long, ENOMEM). */
+int	auditfmt_frame_encode(struct buf *out, const void *body, size_t len);
+
+/*
+ * Decode the frame at in[0..len). Returns 1 with *body, *body_len and
+ * *frame_len (header + body) set; 0 when the input ends inside the frame or
+ * everything left is zero bytes (a torn tail, or more bytes needed); -1 when
+ * a complete frame is damaged (checksum, length over the limit).
+ */
+int	auditfmt_frame_decode(const unsigned char *in, size_t len,
+	    const unsigned char **body, size_t *body_len, size_t *frame_len);
+
+/* head = SHA-256(head | frame[0..len)). */
+void	auditfmt_chain_extend(unsigned char head[32], const unsigned char *frame,
+	    size_t len);
+
+/* Header body encode/decode. 0, or -1 with err. */
+int	auditfmt_header_encode(struct buf *out, const struct auditfmt_header *h);
+int	auditfmt_header_decode(const unsigned char *body, size_t len,
+	    struct auditfmt_header *h, char *err, size_t errlen);
+
+/*
+ * Wrap the segment data key dkey for each reader public key (X25519,
+ * borrowed) into h->readers; h->segment_id must be set. 0 or -1 with err.
+ */
+int	auditfmt_header_seal_key(struct auditfmt_header *h,
+	    const unsigned char dkey[32], EVP_PKEY *const *readers, size_t n,
+	    char *err, size_t errlen);
+/* Unwrap the data key with a reader private key. 0, or -1 with err (no
+ * entry for this reader, or the wrapped key does not authenticate). */
+int	auditfmt_header_open_key(const struct auditfmt_header *h,
+	    EVP_PKEY *reader, unsigned char dkey[32], char *err, size_t errlen);
+
+/* Seal json[0..len) into a record frame body appended to out. 0 or -1. */
+int	auditfmt_record_seal(struct buf *out, const unsigned char dkey[32],
+	    uint64_t segment_id, uint64_t frame_index, uint64_t seq,
+	    uint64_t time_ms, const char *json, size_t len);
+/* Plaintext fields of a record body. 0, or -1 when too short. */
+int	auditfmt_record_peek(const unsigned char *body, size_t len,
+	    uint64_t *seq, uint64_t *time_ms);
+/* Open a record body into out (replacing its contents). 0, or -1 when it
+ * does not authenticate. */
+int	auditfmt_record_open(struct buf *out, const unsigned char dkey[32],
+	    uint64_t segment_id, uint64_t frame_index, const unsigned char *body,
+	    size_t len);
+
+/* Sign c with signer (Ed25519, borrowed), filling c->sig, and append the
+ * checkpoint body to out. 0 or -1. */
+int	auditfmt_checkpoint_sign(struct buf *out, struct auditfmt_checkpoint *c,
+	    EVP_PKEY *signer);
+/* Decode a checkpoint body. 0, or -1 with err. */
+int	auditfmt_checkpoint_decode(const unsigned char *body, size_t len,
+	    struct auditfmt_checkpoint *c, char *err, size_t errlen);
+/* 1 if c->sig is a valid signature by the raw Ed25519 key pub, else 0. */
+int	auditfmt_checkpoint_verify(const struct auditfmt_checkpoint *c,
+	    const unsigned char pub[32]);
+/* Append the checkpoint line (without the "audit checkpoint " prefix and
+ * newline) to out. 0 or -1. */
+int	auditfmt_checkpoint_line(struct buf *out,
+	    const struct auditfmt_checkpoint *c);
+/* Parse a line as printed (the prefix and any text before it are skipped).
+ * Fills kind, instance, segment_id, last_seq, count, time_ms, head,
+ * next_pub, sig. 0, or -1 with err. */
+int	auditfmt_checkpoint_parse_line(const char *line,
+	    struct auditfmt_checkpoint *c, char *err, size_t errlen);
+const char *auditfmt_kind_name(int kind);
+
+/* Raw 32-byte public key of an Ed25519 or X25519 key. 0 or -1. */
+int	auditfmt_pub_raw(EVP_PKEY *k, unsigned char out[32]);
+
+/*
+ * Scan a segment's frames from the start: decode the header, extend the
+ * chain from header.prev_head, and stop at the end, a torn tail or a
+ * damaged frame (s->tail says which). Checks nothing cryptographic: the
+ * writer uses it to resume, verify does its own checking.
+ */
+void	auditfmt_segment_scan(const unsigned char *data, size_t len,
+	    struct auditfmt_scan *s);
+/* If the segment is a recovery segment (frame 1 is a recovery checkpoint),
+ * return 1 with the checkpoint; else 0. */
+int	auditfmt_segment_recovery(const unsigned char *data, size_t len,
+	    struct auditfmt_checkpoint *c);
+
+/* Verification results. */
+enum auditfmt_verdict {
+	AUDITFMT_INTACT = 0,
+	AUDITFMT_TAMPERED = 1,
+	AUDITFMT_TORN = 2,
+};
+
+struct auditfmt_verify_stats {
+	uint64_t	segments, records, checkpoints, first_seq, last_seq;
+};
+
+/*
+ * Verify a whole log: segs sorted by id (every segment file present),
+ * keychain (may be NULL/0) the retained checkpoints of deleted segments,
+ * pub the first signing key (audit-signer.pub, raw), anchor NULL or a
+ * checkpoint line. Checks every frame's checksum, the chain, the sequence
+ * numbers, every checkpoint signature and key hand-over, segment
+ * continuity, recovery and retention statements. Returns the verdict with
+ * a message saying what and where in msg; stats may be NULL.
+ */
+enum auditfmt_verdict auditfmt_verify_log(const unsigned char pub[32],
+	    const struct auditfmt_segdata *segs, size_t nsegs,
+	    const unsigned char *keychain, size_t keychain_len,
+	    const char *anchor, char *msg, size_t msglen,
+	    struct auditfmt_verify_stats *stats);
+
+/* "seg-%020llu.sga" into out (at least 32 bytes). */
+void	auditfmt_segment_name(char *out, size_t outlen, uint64_t id);
+/* 1 and *id if name is a segment file name, else 0. */
+int	auditfmt_segment_parse_name(const char *name, uint64_t *id);
+
+/* RFC 3339 UTC with milliseconds: "2024-05-01T12:34:56.789Z" (25 bytes). */
+void	auditfmt_time_format(uint64_t ms, char out[32]);
+/* Parse RFC 3339 (Z or +hh:mm offset, optional fraction) or YYYY-MM-DD.
+ * 0, or -1. */
+int	auditfmt_time_parse(const char *s, uint64_t *ms);
+
+/*
+ * The keyed subject hash the worker stores and the CLI searches for:
+ * HMAC-SHA-256(index_key, normalised value) in lower-case hex. value (not
+ * NUL-terminated) is trimmed of ASCII white space. With '@' it is an
+ * email: NFC (ASCII, and base letter + combining grave, acute, circumflex,
+ * tilde, diaeresis, ring, cedilla or caron composed into Latin-1 and Latin
+ * Extended-A letters; other sequences are kept as written), then lower-case
+ * (ASCII, Latin-1 and Latin Extended-A). Otherwise, with 6 or more digits,
+ * a phone number: its digits, "00" prefix removed, phone_country_code's
+ * digits in front unless it starts with '+' or "00". Returns 1 with out
+ * filled, 0 if value is not a subject value (or an email is not UTF-8).
+ */
+int	audit_subject_hash(const unsigned char index_key[32], const char *value,
+	    size_t len, const char *phone_country_code, char out[65]);
+
+/* The normalised form audit_subject_hash hashes (for tests); same returns.
+ * out is replaced. */
+int	audit_subject_normalise(const char *value, size_t len,
+	    const char *phone_country_code, struct buf *out);
+
+#endif
