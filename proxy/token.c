@@ -386,8 +386,10 @@ seal_value(const unsigned char *key, const unsigned char *ad, size_t adlen,
 	ct = malloc(n + SIV_TAG);
 	if (pt == NULL || ct == NULL)
 		goto fail;
-	memcpy(pt, prefix, plen);
-	memcpy(pt + plen, val, len);
+	if (plen > 0)
+		memcpy(pt, prefix, plen);
+	if (len > 0)
+		memcpy(pt + plen, val, len);
 	pt[plen + len] = 0x80;
 	memset(pt + plen + len + 1, 0, n - plen - len - 1);
 	if (siv_seal(key, ad, adlen, pt, n, ct) == -1)
