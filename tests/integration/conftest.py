@@ -115,9 +115,12 @@ def processor(request, pki, tmp_path):
 
 class Config(dict):
 	"""A config dict; .processors maps integration name -> util.Processor
-	started for it (if any), .keys_dir is the key directory or None."""
+	started for it (if any), .keys_dir is the key directory or None,
+	.full_policy says whether the tokenize/format_preserve/hash/mask rules
+	are in it."""
 	processors = None
 	keys_dir = None
+	full_policy = False
 
 
 def _keys(keys, workdir, session_dir):
@@ -141,7 +144,9 @@ def gateway_config(processor, pki, tmp_path, _session_dir):
 	crm/calendar: a util.Processor or an upstream URL; crm=None starts an
 	echo processor, calendar=None uses crm's. keys: "auto" (keys and audit
 	when build/subgatectl implements `keys init`), True, False, or a keys
-	group dict."""
+	group dict. full_policy=None (default): the non-allow rules are included
+	when there are keys and build/subgate implements their actions (probed
+	once per session with `subgate -t`); True/False forces it."""
 	n = [0]
 
 	def make(crm=None, calendar=None, keys="auto", **kw):
@@ -160,9 +165,15 @@ def gateway_config(processor, pki, tmp_path, _session_dir):
 		elif calendar is None and "crm" in procs:
 			procs["calendar"] = procs["crm"]
 		k = _keys(keys, workdir, _session_dir)
-		cfg = Config(util.make_config(pki, workdir, crm, calendar, keys=k, **kw))
+		full = kw.pop("full_policy", None)
+		if full is None and k is not None:
+			probe = util.make_config(pki, workdir, crm, calendar, keys=k, full_policy=True, **kw)
+			full = util.full_policy_supported(probe, workdir)
+		cfg = Config(util.make_config(pki, workdir, crm, calendar, keys=k, full_policy=full,
+					      **kw))
 		cfg.processors = procs
 		cfg.keys_dir = os.path.dirname(k["token_keys"]) if k else None
+		cfg.full_policy = bool(full)
 		return cfg
 
 	return make
