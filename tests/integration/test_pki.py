@@ -257,6 +257,21 @@ def test_revoke_helper_leaves_session_crl_alone(pki, tmp_path):
 	assert verify(pki.crt("service-ca"), pki.crt("tenant-acme"), pki.crl).returncode == 0
 
 
+def test_issue_helper(pki, tmp_path):
+	crt, key = pki.issue("t2", tmp_path, san="URI:" + util.TENANT_URI % "t2",
+			     subject="/O=x/CN=t2 service")
+	assert sans(crt) == {"URI:" + util.TENANT_URI % "t2"}
+	assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+	assert verify(pki.crt("service-ca"), crt, pki.crl).returncode == 0
+	assert verify(pki.crt("other-ca"), crt).returncode != 0
+	old, _ = pki.issue("old", tmp_path, start="20190101000000Z", end="20190201000000Z")
+	r = verify(pki.crt("service-ca"), old)
+	assert r.returncode != 0 and "expired" in r.stdout + r.stderr
+	srv, _ = pki.issue("srv", tmp_path, ca="processor-ca", kind="server", san="DNS:x.test")
+	assert x509_ext(srv, "extendedKeyUsage") == ["TLS Web Server Authentication"]
+	assert not list(tmp_path.glob(".ca-*"))
+
+
 # --------------------------------------------------------------------------
 # processor.py
 

@@ -167,6 +167,45 @@ class PKI:
 		return str(out)
 
 
+	def issue(self, name, out_dir, san=None, subject=None, ca="service-ca", kind="client",
+		  days=30, start=None, end=None):
+		"""Issue a new EC P-256 certificate signed by ca into out_dir
+		(NAME.crt, NAME.key 0600), in a copy of the CA database.
+		san: subjectAltName value ("URI:spiffe://...", "DNS:a, DNS:b") or
+		None; subject default "/CN=NAME"; kind "client" or "server";
+		start/end: "YYYYMMDDHHMMSSZ" (both, or neither and days).
+		Returns (crt, key) as str."""
+		out_dir = Path(out_dir).resolve()
+		out_dir.mkdir(parents=True, exist_ok=True)
+		crt, key = out_dir / (name + ".crt"), out_dir / (name + ".key")
+		work = out_dir / (".ca-issue-%s-%d" % (name, os.getpid()))
+		shutil.rmtree(work, ignore_errors=True)
+		shutil.copytree(self.dir / (".ca-" + ca), work)
+		try:
+			old = os.umask(0o077)
+			try:
+				run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+				     "ec_paramgen_curve:P-256", "-out", key])
+			finally:
+				os.umask(old)
+			lines = ["[ leaf ]", "basicConstraints = critical, CA:FALSE",
+				 "keyUsage = critical, digitalSignature",
+				 "extendedKeyUsage = %s" % ("serverAuth" if kind == "server" else "clientAuth"),
+				 "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"]
+			if san:
+				lines.append("subjectAltName = " + san)
+			(work / "issue.ext").write_text("\n".join(lines) + "\n")
+			run(["openssl", "req", "-new", "-key", key, "-subj", subject or "/CN=" + name,
+			     "-out", work / "issue.csr"])
+			dates = ["-startdate", start, "-enddate", end] if start else ["-days", str(days)]
+			run(["openssl", "ca", "-batch", "-notext", "-config", "ca.cnf",
+			     "-cert", self.crt(ca), "-keyfile", self.key(ca), "-extfile", "issue.ext",
+			     "-extensions", "leaf", "-in", "issue.csr", "-out", crt] + dates, cwd=work)
+		finally:
+			shutil.rmtree(work, ignore_errors=True)
+		return str(crt), str(key)
+
+
 def gen_pki(directory, force=False):
 	"""Run gen-dev-pki.sh into directory; returns a PKI."""
 	args = [str(PKI_SCRIPT), "--quiet"] + (["--force"] if force else []) + [str(directory)]
