@@ -406,6 +406,11 @@ parse_request_line(const char *line, size_t n, struct http_request *req,
 	return 0;
 }
 
+/*
+ * Request head: see http.h. One pass over the head, no allocation; header
+ * views borrow from buf. Syntax errors in complete lines are final even
+ * while the head is incomplete, so junk is refused before it piles up.
+ */
 int
 http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
     struct http_request *req, int *status, char *err, size_t errlen)
@@ -531,6 +536,7 @@ parse_status_line(const char *line, size_t n, struct http_response *resp,
 	return 0;
 }
 
+/* Response head: see http.h. head_request makes any response bodiless. */
 int
 http_parse_response(const char *buf, size_t len,
     const struct http_limits *lim, int head_request,
@@ -620,6 +626,7 @@ enum {
 	CH_ERROR,
 };
 
+/* Reset c to the start of a chunked body. */
 void
 http_chunked_init(struct http_chunked *c, size_t max_trailer_bytes)
 {
@@ -748,6 +755,11 @@ chunk_trailer_byte(struct http_chunked *c, unsigned char ch, const char **why)
 	return CH_ERROR;
 }
 
+/*
+ * Chunked body: see http.h. A byte-at-a-time state machine for the framing
+ * lines, memcpy for the data; the split of the input never changes the
+ * result. Errors are sticky.
+ */
 int
 http_chunked_decode(struct http_chunked *c, const char *in, size_t len,
     size_t *consumed, struct buf *out, int *too_large, char *err,
@@ -868,6 +880,7 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t len,
 	return HTTP_AGAIN;
 }
 
+/* First header named name (case-insensitive), or NULL. Borrowed. */
 const struct http_header *
 http_header_find(const struct http_header *h, size_t n, const char *name)
 {
@@ -879,6 +892,8 @@ http_header_find(const struct http_header *h, size_t n, const char *name)
 	return NULL;
 }
 
+/* Is token an element of the comma list value[0..len)? Empty elements and
+ * OWS around elements are ignored; the compare is case-insensitive. */
 int
 http_list_has(const char *value, size_t len, const char *token)
 {
@@ -899,6 +914,8 @@ http_list_has(const char *value, size_t len, const char *token)
 	return 0;
 }
 
+/* Hop-by-hop fields (RFC 9110 7.6.1, plus the Proxy-* and Keep-Alive ones
+ * old agents send): never forwarded. */
 int
 http_is_hop_by_hop(const char *name, size_t len)
 {
@@ -924,6 +941,7 @@ http_is_hop_by_hop(const char *name, size_t len)
 	return 0;
 }
 
+/* 1*tchar (RFC 9110 5.6.2). */
 int
 http_is_token(const char *s, size_t len)
 {
@@ -935,6 +953,7 @@ http_is_token(const char *s, size_t len)
 	return 1;
 }
 
+/* Standard reason phrase; a static string. */
 const char *
 http_reason(int status)
 {
