@@ -324,8 +324,10 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (c->state == C_HANDSHAKE) {
+		/* The first queued error names the cause. */
 		while ((last = bufferevent_get_openssl_error(c->bev)) != 0)
-			e = last;
+			if (e == 0)
+				e = last;
 		conn_handshake_failed(c, conn_handshake_reason(c, e));
 		return;
 	}
@@ -402,7 +404,7 @@ request_account(struct conn *c)
 	struct buf	 line = { 0 };
 	char		 labels[256], ts[32];
 	struct tm	 tm;
-	time_t		 wall;
+	struct timespec	 wall;
 	double		 dur;
 	const char	*ig = r->ig ? r->ig->name : "-";
 	int		 tenant_labels;
@@ -425,13 +427,13 @@ request_account(struct conn *c)
 		metrics_add(c->w->metrics, "subgate_fields_dropped_total",
 		    labels, r->rep.count[POLICY_DROP]);
 	}
-	wall = time(NULL);
-	gmtime_r(&wall, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	buf_printf(&line, "time=%s level=info msg=request request_id=%s "
+	clock_gettime(CLOCK_REALTIME, &wall);
+	gmtime_r(&wall.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	buf_printf(&line, "time=%s.%03ldZ level=info msg=request request_id=%s "
 	    "tenant=%s integration=%s method=%.*s endpoint=\"%s\" status=%d "
 	    "bytes_in=%zu bytes_out=%zu duration_ms=%.3f upstream_ms=%.3f\n",
-	    ts, r->id, r->tenant ? r->tenant->id : "-", ig,
+	    ts, wall.tv_nsec / 1000000, r->id, r->tenant ? r->tenant->id : "-", ig,
 	    r->ep ? (int)strlen(r->ep->method) : 1,
 	    r->ep ? r->ep->method : "-", r->ep ? r->ep->path : "-", r->status,
 	    r->bytes_in, r->bytes_out, dur * 1000, r->upstream_s * 1000);
