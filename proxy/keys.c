@@ -675,6 +675,14 @@ done:
 static void
 pair_wipe(struct keys_pair *p)
 {
+	size_t i;
+
+	for (i = 0; p->versions != NULL && i < p->nversions; i++) {
+		EVP_CIPHER_CTX_free(p->versions[i].siv_enc);
+		EVP_CIPHER_CTX_free(p->versions[i].siv_dec);
+	}
+	EVP_CIPHER_CTX_free(p->email_enc);
+	EVP_CIPHER_CTX_free(p->email_dec);
 	if (p->versions != NULL) {
 		OPENSSL_cleanse(p->versions, p->nversions * sizeof(*p->versions));
 		free(p->versions);
@@ -682,6 +690,25 @@ pair_wipe(struct keys_pair *p)
 	free(p->tenant);
 	free(p->integration);
 	OPENSSL_cleanse(p, sizeof(*p));
+}
+
+/* A keyed AES-256-SIV context to copy per call (saves the CMAC and CTR
+ * set-up: about 1 us of 3 per token). NULL on failure. */
+static EVP_CIPHER_CTX *
+siv_template(const unsigned char *key, int enc)
+{
+	EVP_CIPHER	*c;
+	EVP_CIPHER_CTX	*x;
+
+	if ((c = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL)) == NULL)
+		return NULL;
+	if ((x = EVP_CIPHER_CTX_new()) != NULL &&
+	    EVP_CipherInit_ex2(x, c, key, NULL, enc, NULL) != 1) {
+		EVP_CIPHER_CTX_free(x);
+		x = NULL;
+	}
+	EVP_CIPHER_free(c);
+	return x;
 }
 
 /* Derive the per-pair keys from its data key versions (raw[i] for recs[i]). */
@@ -701,7 +728,11 @@ pair_derive(struct keys_pair *p, struct drec **recs, unsigned char (*raw)[32],
 		if (recs[i]->version < recs[first]->version)
 			first = i;
 		if (keys_derive(raw[i], "tok1-siv", recs[i]->keyid,
-		    recs[i]->version, p->versions[i].siv, KEYS_SIV_KEY_LEN) == -1)
+		    recs[i]->version, p->versions[i].siv, KEYS_SIV_KEY_LEN) == -1 ||
+		    (p->versions[i].siv_enc = siv_template(p->versions[i].siv,
+		    1)) == NULL ||
+		    (p->versions[i].siv_dec = siv_template(p->versions[i].siv,
+		    0)) == NULL)
 			return -1;
 	}
 	if (keys_derive(raw[first], "email-siv", recs[first]->keyid,
@@ -709,7 +740,9 @@ pair_derive(struct keys_pair *p, struct drec **recs, unsigned char (*raw)[32],
 	    keys_derive(raw[first], "ff1", recs[first]->keyid,
 	    recs[first]->version, p->ff1, sizeof(p->ff1)) == -1 ||
 	    keys_derive(raw[first], "hash", recs[first]->keyid,
-	    recs[first]->version, p->hash, sizeof(p->hash)) == -1)
+	    recs[first]->version, p->hash, sizeof(p->hash)) == -1 ||
+	    (p->email_enc = siv_template(p->email_siv, 1)) == NULL ||
+	    (p->email_dec = siv_template(p->email_siv, 0)) == NULL)
 		return -1;
 	return 0;
 }

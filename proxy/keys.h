@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "buf.h"
 
 struct conf;
@@ -35,10 +37,16 @@ struct conf;
 #define KEYS_DATA_KEY_LEN	32
 #define KEYS_SIV_KEY_LEN	64
 
-/* One data-key version of a pair, as the daemon holds it (derived only). */
+/*
+ * One data-key version of a pair, as the daemon holds it (derived only).
+ * siv_enc/siv_dec: AES-256-SIV contexts keyed with siv, never used
+ * directly: token.c copies them per call (EVP_CIPHER_CTX_copy reads the
+ * template only, so threads may share it); NULL means "key per call".
+ */
 struct keys_version {
 	uint32_t	 version;
 	unsigned char	 siv[KEYS_SIV_KEY_LEN];
+	EVP_CIPHER_CTX	*siv_enc, *siv_dec;
 };
 
 /*
@@ -54,6 +62,7 @@ struct keys_pair {
 	struct keys_version	*versions;
 	size_t			 nversions;
 	unsigned char		 email_siv[KEYS_SIV_KEY_LEN];
+	EVP_CIPHER_CTX		*email_enc, *email_dec;	/* templates, as above */
 	unsigned char		 ff1[32];
 	unsigned char		 hash[32];
 };

@@ -299,18 +299,38 @@ field_len(const char *s)
 
 /* ---- AES-SIV ---- */
 
+/*
+ * A context for one operation: a copy of the pair's keyed template when it
+ * has one (read-only, shared by threads), else keyed here. NULL on failure.
+ */
+static EVP_CIPHER_CTX *
+siv_ctx(const unsigned char *key, const EVP_CIPHER_CTX *tmpl, int enc)
+{
+	EVP_CIPHER_CTX *c;
+
+	if ((c = EVP_CIPHER_CTX_new()) == NULL)
+		return NULL;
+	if ((tmpl != NULL ? EVP_CIPHER_CTX_copy(c, tmpl) :
+	    EVP_CipherInit_ex2(c, ciph_siv, key, NULL, enc, NULL)) != 1) {
+		EVP_CIPHER_CTX_free(c);
+		return NULL;
+	}
+	return c;
+}
+
 /* out = tag || ciphertext of pt[0..n) (n > 0). 0 or -1. */
 static int
-siv_seal(const unsigned char *key, const unsigned char *ad, size_t adlen,
-    const unsigned char *pt, size_t n, unsigned char *out)
+siv_seal(const unsigned char *key, const EVP_CIPHER_CTX *tmpl,
+    const unsigned char *ad, size_t adlen, const unsigned char *pt, size_t n,
+    unsigned char *out)
 {
 	EVP_CIPHER_CTX	*c;
 	int		 l, rc = -1;
 
-	if (n > INT_MAX || adlen > INT_MAX || (c = EVP_CIPHER_CTX_new()) == NULL)
+	if (n > INT_MAX || adlen > INT_MAX ||
+	    (c = siv_ctx(key, tmpl, 1)) == NULL)
 		return -1;
-	if (EVP_EncryptInit_ex2(c, ciph_siv, key, NULL, NULL) != 1 ||
-	    EVP_EncryptUpdate(c, NULL, &l, ad, (int)adlen) != 1 ||
+	if (EVP_EncryptUpdate(c, NULL, &l, ad, (int)adlen) != 1 ||
 	    EVP_EncryptUpdate(c, out + SIV_TAG, &l, pt, (int)n) != 1 ||
 	    EVP_EncryptFinal_ex(c, out + SIV_TAG + l, &l) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SIV_TAG, out) != 1)
@@ -324,18 +344,18 @@ done:
 /* pt = open(in[0..n)) where in = tag || ciphertext; returns 0, 1 when it
  * does not authenticate, -1 on failure. */
 static int
-siv_open(const unsigned char *key, const unsigned char *ad, size_t adlen,
-    const unsigned char *in, size_t n, unsigned char *pt)
+siv_open(const unsigned char *key, const EVP_CIPHER_CTX *tmpl,
+    const unsigned char *ad, size_t adlen, const unsigned char *in, size_t n,
+    unsigned char *pt)
 {
 	EVP_CIPHER_CTX	*c;
 	int		 l, rc = -1;
 
 	if (n <= SIV_TAG || n > INT_MAX || adlen > INT_MAX)
 		return 1;
-	if ((c = EVP_CIPHER_CTX_new()) == NULL)
+	if ((c = siv_ctx(key, tmpl, 0)) == NULL)
 		return -1;
-	if (EVP_DecryptInit_ex2(c, ciph_siv, key, NULL, NULL) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SIV_TAG,
+	if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SIV_TAG,
 	    (void *)(uintptr_t)in) != 1 ||
 	    EVP_DecryptUpdate(c, NULL, &l, ad, (int)adlen) != 1)
 		goto done;
@@ -372,7 +392,8 @@ unpad(const unsigned char *p, size_t n)
  * a malloc'd tag || ciphertext with *outlen, or NULL.
  */
 static unsigned char *
-seal_value(const unsigned char *key, const unsigned char *ad, size_t adlen,
+seal_value(const unsigned char *key, const EVP_CIPHER_CTX *tmpl,
+    const unsigned char *ad, size_t adlen,
     const unsigned char *prefix, size_t plen, const char *val, size_t len,
     size_t *outlen)
 {
@@ -392,7 +413,7 @@ seal_value(const unsigned char *key, const unsigned char *ad, size_t adlen,
 		memcpy(pt + plen, val, len);
 	pt[plen + len] = 0x80;
 	memset(pt + plen + len + 1, 0, n - plen - len - 1);
-	if (siv_seal(key, ad, adlen, pt, n, ct) == -1)
+	if (siv_seal(key, tmpl, ad, adlen, pt, n, ct) == -1)
 		goto fail;
 	OPENSSL_cleanse(pt, n);
 	if (pt != small)
@@ -462,7 +483,8 @@ tok_mint(const struct keys_pair *p, int type, const char *val, size_t len,
 	if ((ad = malloc(pair_ad_len(p))) == NULL)
 		return -1;
 	adlen = tok_ad(p, kv->version, ad);
-	ct = seal_value(kv->siv, ad, adlen, &tb, 1, val, len, &ctlen);
+	ct = seal_value(kv->siv, kv->siv_enc, ad, adlen, &tb, 1, val, len,
+	    &ctlen);
 	free(ad);
 	if (ct == NULL)
 		return -1;
@@ -516,7 +538,8 @@ tok_open(const struct keys_pair *p, const char *s, size_t n, int *type,
 	    (ad = malloc(pair_ad_len(p))) == NULL)
 		goto done;
 	adlen = tok_ad(p, kv->version, ad);
-	if ((r = siv_open(kv->siv, ad, adlen, raw, (size_t)rawlen, pt)) != 0) {
+	if ((r = siv_open(kv->siv, kv->siv_dec, ad, adlen, raw,
+	    (size_t)rawlen, pt)) != 0) {
 		rc = r;
 		goto done;
 	}
@@ -584,7 +607,8 @@ email_mint(const struct keys_pair *p, const char *domain, const char *s,
 	if ((ad = malloc(pair_ad_len(p))) == NULL)
 		return -1;
 	adlen = email_ad(p, ad);
-	ct = seal_value(p->email_siv, ad, adlen, NULL, 0, s, len, &ctlen);
+	ct = seal_value(p->email_siv, p->email_enc, ad, adlen, NULL, 0, s, len,
+	    &ctlen);
 	free(ad);
 	if (ct == NULL)
 		return -1;
@@ -667,7 +691,7 @@ email_open(const struct keys_pair *p, const char *domain, const char *s,
 	if ((pt = malloc((size_t)rawlen)) == NULL ||
 	    (ad = malloc(pair_ad_len(p))) == NULL)
 		goto fail;
-	if ((r = siv_open(p->email_siv, ad, email_ad(p, ad), raw,
+	if ((r = siv_open(p->email_siv, p->email_dec, ad, email_ad(p, ad), raw,
 	    (size_t)rawlen, pt)) != 0) {
 		rc = r;
 		goto fail;
