@@ -1424,9 +1424,11 @@ keys_rotate_master_files(const char *token_keys, const char *data_keys,
 	if (save(token_keys, &k, 1, err, errlen) == -1)
 		goto done;
 	*version = max + 1;
+	for (i = 0, j = 0; i < k.nd; i++)
+		j += !k.d[i].shredded;
 	if (report != NULL)
 		buf_printf(report, "master key version %u active; %zu data keys "
-		    "re-wrapped\n", max + 1, k.nd);
+		    "re-wrapped\n", max + 1, j);
 	rc = 0;
 	goto done;
 nomem:

@@ -158,8 +158,9 @@ int	keys_shred_files(const char *token_keys, const char *data_keys,
 	    char *err, size_t errlen);
 /*
  * Add a master key version, make it active and re-wrap every data key
- * under it. Writes data_keys first, then token_keys (the old master stays
- * in the ring, retired, so a crash between the two loses nothing).
+ * under it, in three crash-safe steps: token_keys gains the new master
+ * (old ones retired but kept), data_keys is re-wrapped, then token_keys
+ * drops the retired masters no data key uses.
  */
 int	keys_rotate_master_files(const char *token_keys, const char *data_keys,
 	    uint32_t *version, struct buf *report, char *err, size_t errlen);
