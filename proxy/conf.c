@@ -540,6 +540,20 @@ conf_ip_ok(const char *s)
 	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }
 
+/* 0.0.0.0 or :: (binds every address). */
+static int
+conf_ip_wildcard(const char *s)
+{
+	unsigned char	 a[16];
+	static const unsigned char zero[16];
+
+	if (inet_pton(AF_INET, s, a) == 1)
+		return memcmp(a, zero, 4) == 0;
+	if (inet_pton(AF_INET6, s, a) == 1)
+		return memcmp(a, zero, 16) == 0;
+	return 0;
+}
+
 /* RFC 9110 token. */
 static int
 conf_token_ok(const char *s)
@@ -1738,11 +1752,13 @@ conf_parse_admin(struct conf_ld *ld, const config_setting_t *root,
 		return conf_err(ld, config_setting_get_member(g, "address"),
 		    "admin.address: \"%s\" is not an IPv4 or IPv6 address; "
 		    "write an address such as \"127.0.0.1\"", c->admin_address);
-	if (c->admin_enabled && strcmp(c->admin_address, c->listen_address) ==
-	    0 && c->admin_port == c->listen_port)
+	if (c->admin_enabled && c->admin_port == c->listen_port &&
+	    (strcmp(c->admin_address, c->listen_address) == 0 ||
+	    conf_ip_wildcard(c->admin_address) ||
+	    conf_ip_wildcard(c->listen_address)))
 		return conf_err(ld, g != NULL ? g : root,
-		    "admin.port: %d is also listen.port on the same address; "
-		    "choose another port", c->admin_port);
+		    "admin.port: %d is also listen.port on an overlapping "
+		    "address; choose another port", c->admin_port);
 	return 0;
 }
 
@@ -1995,6 +2011,12 @@ conf_defaults(struct conf *c)
 	return 0;
 }
 
+/*
+ * Read path with libconfig (@include relative to its directory), validate
+ * everything against the contract and build the immutable struct conf.
+ * Returns it (free with conf_free), or NULL with "FILE:LINE: object.key:
+ * message" in err. No message ever holds a secret header value.
+ */
 struct conf *
 conf_load(const char *path, unsigned implemented, char *err, size_t errlen)
 {
@@ -2089,6 +2111,7 @@ conf_endpoint_free(struct conf_endpoint *ep)
 	policy_rules_free(ep->response);
 }
 
+/* Free c and everything it owns; secret values are wiped. NULL is fine. */
 void
 conf_free(struct conf *c)
 {
@@ -2144,6 +2167,7 @@ conf_free(struct conf *c)
 	free(c);
 }
 
+/* The tenant listing identity among its clients, or NULL. */
 const struct conf_tenant *
 conf_tenant_by_client(const struct conf *c, const char *identity)
 {
@@ -2158,6 +2182,7 @@ conf_tenant_by_client(const struct conf *c, const char *identity)
 	return NULL;
 }
 
+/* t's use of ig (ig borrowed from the same conf), or NULL. */
 const struct conf_use *
 conf_tenant_use(const struct conf_tenant *t, const struct conf_integration *ig)
 {
@@ -2169,6 +2194,7 @@ conf_tenant_use(const struct conf_tenant *t, const struct conf_integration *ig)
 	return NULL;
 }
 
+/* The integration called name, or NULL. */
 const struct conf_integration *
 conf_integration_by_name(const struct conf *c, const char *name)
 {

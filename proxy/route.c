@@ -159,6 +159,12 @@ route_query_char_ok(unsigned char c)
 	return route_is_pchar(c) || c == '/' || c == '?' || c == '%';
 }
 
+/*
+ * Canonicalise an origin-form target (route.h has the refusals). On success
+ * the segments borrow from target when the path has no escapes, else from
+ * one allocation in out->store; the query always borrows from target.
+ * On failure out is empty and err holds a fixed reason (never the input).
+ */
 int
 route_parse_target(const char *target, size_t len, struct route_target *out,
     char *err, size_t errlen)
@@ -272,6 +278,8 @@ route_param_name_ok(const char *s, size_t len)
 	return 1;
 }
 
+/* Compile pattern into p (each segment its own string, freed by
+ * route_pattern_free). 0, or -1 with a fixed reason and p empty. */
 int
 route_pattern_compile(const char *pattern, int allow_params,
     struct route_pattern *p, char *err, size_t errlen)
@@ -361,6 +369,7 @@ fail:
 	return -1;
 }
 
+/* Free a compiled pattern's segments; p may be NULL. */
 void
 route_pattern_free(struct route_pattern *p)
 {
@@ -382,6 +391,8 @@ route_seg_equal(const char *lit, const char *s, size_t len)
 	return strncmp(lit, s, len) == 0 && lit[len] == '\0';
 }
 
+/* 1 when t's segments from first on match p exactly; parameter values
+ * (borrowed from t) go to vals/lens in pattern order when not NULL. */
 int
 route_pattern_match(const struct route_pattern *p,
     const struct route_target *t, size_t first, const char **vals,
@@ -412,6 +423,7 @@ route_pattern_match(const struct route_pattern *p,
 	return 1;
 }
 
+/* 1 when p's literal segments are the first segments of t. */
 int
 route_prefix_match(const struct route_pattern *p, const struct route_target *t)
 {
@@ -426,6 +438,9 @@ route_prefix_match(const struct route_pattern *p, const struct route_target *t)
 	return 1;
 }
 
+/* Append s[0..len) percent-encoded canonically (unreserved characters as
+ * is, every other byte %XX upper-case). 0, or -1 when out's limit or memory
+ * runs out (out unchanged). */
 int
 route_encode(struct buf *out, const char *s, size_t len)
 {
@@ -453,6 +468,7 @@ route_encode(struct buf *out, const char *s, size_t len)
 	return 0;
 }
 
+/* Start iterating q[0..len) (q may be NULL: no pairs). */
 void
 route_query_init(struct route_query_iter *it, const char *q, size_t len)
 {
@@ -492,6 +508,8 @@ route_form_decode(struct buf *b, const char *s, size_t len)
 	return NULL;
 }
 
+/* The next non-empty pair, form-decoded into it->name/value: 1, 0 at the
+ * end, -1 with a fixed reason (iteration then stays at the end). */
 int
 route_query_next(struct route_query_iter *it, char *err, size_t errlen)
 {
@@ -532,6 +550,7 @@ fail:
 	return -1;
 }
 
+/* Free (and wipe) the iterator's buffers; it may be NULL. */
 void
 route_query_free(struct route_query_iter *it)
 {

@@ -533,7 +533,13 @@ static const struct bad bads[] = {
 	{ "listen = { port = 9901; };\n"
 	  "tls = { certificate = \"c.crt\"; private_key = \"c.key\"; client_ca = \"ca.crt\"; };\n",
 	  ALL_ACTIONS,
-	  "t.conf:1: admin.port: 9901 is also listen.port on the same "
+	  "t.conf:1: admin.port: 9901 is also listen.port on an overlapping "
+	  "address; choose another port" },
+	{ "listen = { address = \"::\"; port = 9000; };\n"
+	  "tls = { certificate = \"c.crt\"; private_key = \"c.key\"; client_ca = \"ca.crt\"; };\n"
+	  "admin = { port = 9000; };\n",
+	  ALL_ACTIONS,
+	  "t.conf:3: admin.port: 9000 is also listen.port on an overlapping "
 	  "address; choose another port" },
 	{ "listen = { };\n"
 	  "tls = { certificate = \"missing.crt\"; private_key = \"c.key\"; client_ca = \"ca.crt\"; };\n",
