@@ -1,0 +1,2020 @@
+/* audit.c -- write-ahead disclosure log: audit process, group commit, rotation, retention, readers */
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include "audit.h"
+#include "auditfmt.h"
+#include "buf.h"
+#include "conf.h"
+#include "log.h"
+
+#define SIGNER_KEY	"signer.key"
+#define SIGNER_NEXT	"signer.next"
+#define KEYCHAIN	"keychain"
+
+struct audit_writer {
+	char		*dir;
+	int		 dirfd, lockfd, segfd;
+	char		 instance[AUDITFMT_INSTANCE_MAX + 1];
+	uint64_t	 seg_max_bytes, min_free;
+	uint64_t	 seg_max_ms, ck_ms, retention_ms;
+	uint64_t	 ck_records;
+
+	EVP_PKEY	*signer;
+	unsigned char	 signer_pub[32];
+	EVP_PKEY	*readers[AUDITFMT_MAX_READERS];
+	size_t		 nreaders;
+
+	/* the open segment, as queued */
+	uint64_t	 seg_id, seg_created_ms;
+	unsigned char	 dkey[32];
+	unsigned char	 head[32];
+	uint64_t	 next_seq, seg_frames, seg_records, seg_len;
+	/* ... and as made durable */
+	unsigned char	 d_head[32];
+	uint64_t	 d_next_seq, d_frames, d_records, d_len;
+	struct buf	 pending;
+
+	int		 failed, lowdisk;
+	uint64_t	 last_ck_ms, unsigned_records;
+	uint64_t	 last_space_ms, last_retention_ms, last_recovery_ms;
+	uint64_t	 fake_now;
+};
+
+/* ---- small helpers ---- */
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t
+real_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+now_ms(const struct audit_writer *w)
+{
+	return w->fake_now ? w->fake_now : real_now_ms();
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static uint32_t
+get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+put_u64(unsigned char *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)(v >> 32));
+	put_u32(p + 4, (uint32_t)v);
+}
+
+static uint64_t
+get_u64(const unsigned char *p)
+{
+	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+static int
+write_all(int fd, const void *p, size_t n)
+{
+	const char	*s = p;
+	ssize_t		 r;
+
+	while (n > 0) {
+		if ((r = write(fd, s, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		s += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* A file mapped read-only (or read into memory when empty). */
+struct mapped {
+	unsigned char	*p;
+	size_t		 len;
+};
+
+static int
+map_file(int dirfd, const char *name, struct mapped *m)
+{
+	struct stat	 st;
+	int		 fd;
+
+	m->p = NULL;
+	m->len = 0;
+	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return -1;
+	}
+	if (st.st_size > 0) {
+		m->p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+		    fd, 0);
+		if (m->p == MAP_FAILED) {
+			m->p = NULL;
+			close(fd);
+			return -1;
+		}
+		m->len = (size_t)st.st_size;
+	}
+	close(fd);
+	return 0;
+}
+
+static void
+unmap_file(struct mapped *m)
+{
+	if (m->p != NULL)
+		munmap(m->p, m->len);
+	m->p = NULL;
+	m->len = 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t	 x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sorted segment ids in dirfd. 0 with *ids (malloc'ed) and *n, or -1. */
+static int
+list_segments(int dirfd, uint64_t **ids, size_t *n)
+{
+	DIR		*d;
+	struct dirent	*de;
+	uint64_t	*v = NULL, *nv, id;
+	size_t		 cnt = 0, cap = 0;
+	int		 fd;
+
+	*ids = NULL;
+	*n = 0;
+	if ((fd = dup(dirfd)) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!auditfmt_segment_parse_name(de->d_name, &id))
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((nv = realloc(v, cap * sizeof(*v))) == NULL) {
+				free(v);
+				closedir(d);
+				return -1;
+			}
+			v = nv;
+		}
+		v[cnt++] = id;
+	}
+	closedir(d);
+	if (cnt > 0)
+		qsort(v, cnt, sizeof(*v), cmp_u64);
+	*ids = v;
+	*n = cnt;
+	return 0;
+}
+
+/* Append s as a JSON string literal. */
+static int
+json_str(struct buf *b, const char *s)
+{
+	int	 rc = buf_append_char(b, '"');
+
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			rc |= buf_printf(b, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			rc |= buf_printf(b, "\\u%04x", (unsigned char)*s);
+		else
+			rc |= buf_append_char(b, *s);
+	}
+	return rc | buf_append_char(b, '"');
+}
+
+/* ---- key files ---- */
+
+static EVP_PKEY *
+read_priv_fd(int fd)
+{
+	EVP_PKEY	*k = NULL;
+	FILE		*f;
+
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	return k;
+}
+
+static EVP_PKEY *
+read_priv_at(int dirfd, const char *name)
+{
+	int	 fd;
+
+	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	return read_priv_fd(fd);
+}
+
+/* Write k to dir/name: temp file, fsync, atomic rename, directory fsync. */
+static int
+write_key_at(int dirfd, const char *name, EVP_PKEY *k)
+{
+	char	 tmp[64];
+	BIO	*b = NULL;
+	char	*p;
+	long	 n;
+	int	 fd = -1, rc = -1;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	if ((b = BIO_new(BIO_s_secmem())) == NULL ||
+	    PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) != 1)
+		goto fail;
+	n = BIO_get_mem_data(b, &p);
+	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1 || write_all(fd, p, (size_t)n) == -1 ||
+	    fsync(fd) == -1)
+		goto fail;
+	close(fd);
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) == -1 || fsync(dirfd) == -1)
+		goto fail;
+	rc = 0;
+ fail:
+	if (fd != -1)
+		close(fd);
+	BIO_free(b);
+	return rc;
+}
+
+/* Overwrite path with zeros, fsync, unlink, fsync its directory. */
+static int
+destroy_file(const char *path)
+{
+	char		 zero[4096], *d, *copy;
+	struct stat	 st;
+	off_t		 left;
+	int		 fd, dfd;
+
+	memset(zero, 0, sizeof(zero));
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if (fstat(fd, &st) == 0)
+		for (left = st.st_size; left > 0;
+		    left -= (off_t)sizeof(zero))
+			if (write_all(fd, zero, left < (off_t)sizeof(zero) ?
+			    (size_t)left : sizeof(zero)) == -1)
+				break;
+	fsync(fd);
+	close(fd);
+	if (unlink(path) == -1)
+		return -1;
+	if ((copy = strdup(path)) != NULL) {
+		d = strrchr(copy, '/');
+		if (d == NULL)
+			strcpy(copy, ".");
+		else if (d == copy)
+			d[1] = '\0';
+		else
+			*d = '\0';
+		if ((dfd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+			fsync(dfd);
+			close(dfd);
+		}
+		free(copy);
+	}
+	return 0;
+}
+
+static EVP_PKEY *
+read_pub_file(const char *path)
+{
+	EVP_PKEY	*k;
+	FILE		*f;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return NULL;
+	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	fclose(f);
+	return k;
+}
+
+/* ---- writing frames ---- */
+
+static int
+w_frame(struct audit_writer *w, const struct buf *body)
+{
+	size_t	 off = w->pending.len;
+
+	if (auditfmt_frame_encode(&w->pending, body->data, body->len) == -1)
+		return -1;
+	auditfmt_chain_extend(w->head,
+	    (const unsigned char *)w->pending.data + off,
+	    w->pending.len - off);
+	w->seg_frames++;
+	w->seg_len += w->pending.len - off;
+	return 0;
+}
+
+/* Drop everything queued since the last durable point. */
+static void
+w_rollback(struct audit_writer *w)
+{
+	memcpy(w->head, w->d_head, 32);
+	w->next_seq = w->d_next_seq;
+	w->seg_frames = w->d_frames;
+	w->seg_records = w->d_records;
+	w->seg_len = w->d_len;
+	buf_truncate(&w->pending, 0);
+}
+
+static void
+w_fail(struct audit_writer *w, const char *what)
+{
+	log_warn("audit: segment %" PRIu64 ": %s failed; records refused "
+	    "until recovery into a new segment", w->seg_id, what);
+	w->failed = 1;
+	w->last_recovery_ms = mono_ms();
+	w_rollback(w);
+}
+
+/* Write the queue and fdatasync once. */
+static int
+w_sync(struct audit_writer *w)
+{
+	if (w->failed || w->segfd == -1) {
+		w_rollback(w);
+		return -1;
+	}
+	if (w->pending.len == 0)
+		return 0;
+	if (write_all(w->segfd, w->pending.data, w->pending.len) == -1) {
+		w_fail(w, "write");
+		return -1;
+	}
+	if (fdatasync(w->segfd) == -1) {
+		w_fail(w, "fdatasync");
+		return -1;
+	}
+	buf_truncate(&w->pending, 0);
+	memcpy(w->d_head, w->head, 32);
+	w->d_next_seq = w->next_seq;
+	w->d_frames = w->seg_frames;
+	w->d_records = w->seg_records;
+	w->d_len = w->seg_len;
+	return 0;
+}
+
+/* Queue a record built as {"seq":..,"time":..,"instance":.., members}. */
+static int
+w_record(struct audit_writer *w, const char *json, size_t len, uint64_t *seq)
+{
+	struct buf	 rec = { 0 }, body = { 0 };
+	char		 t[32];
+	size_t		 a = 0, b = len, i;
+	uint64_t	 now = now_ms(w);
+	int		 rc = -1, empty;
+
+	while (a < len && (json[a] == ' ' || json[a] == '\t' ||
+	    json[a] == '\n' || json[a] == '\r'))
+		a++;
+	while (b > a && (json[b - 1] == ' ' || json[b - 1] == '\t' ||
+	    json[b - 1] == '\n' || json[b - 1] == '\r'))
+		b--;
+	if (b - a < 2 || json[a] != '{' || json[b - 1] != '}' ||
+	    len > AUDIT_MAX_RECORD || memchr(json, '\0', len) != NULL)
+		return -1;
+	empty = 1;
+	for (i = a + 1; i < b - 1; i++)
+		if (json[i] != ' ' && json[i] != '\t' && json[i] != '\n' &&
+		    json[i] != '\r')
+			empty = 0;
+	auditfmt_time_format(now, t);
+	if (buf_printf(&rec, "{\"seq\":%" PRIu64 ",\"time\":\"%s\","
+	    "\"instance\":", w->next_seq, t) == -1 ||
+	    json_str(&rec, w->instance) == -1)
+		goto out;
+	if (empty ? buf_append_char(&rec, '}') :
+	    (buf_append_char(&rec, ',') | buf_append(&rec, json + a + 1,
+	    b - a - 1)))
+		goto out;
+	if (auditfmt_record_seal(&body, w->dkey, w->seg_id, w->seg_frames,
+	    w->next_seq, now, rec.data, rec.len) == -1 || w_frame(w, &body))
+		goto out;
+	if (seq != NULL)
+		*seq = w->next_seq;
+	w->next_seq++;
+	w->seg_records++;
+	w->unsigned_records++;
+	rc = 0;
+ out:
+	buf_free(&rec);
+	buf_free(&body);
+	return rc;
+}
+
+static void
+print_checkpoint(const struct auditfmt_checkpoint *ck)
+{
+	struct buf	 line = { 0 };
+
+	if (buf_append_str(&line, "audit checkpoint ") == 0 &&
+	    auditfmt_checkpoint_line(&line, ck) == 0 &&
+	    buf_append_char(&line, '\n') == 0)
+		(void)write_all(STDERR_FILENO, line.data, line.len);
+	buf_free(&line);
+}
+
+/*
+ * Sign a checkpoint that certifies a fresh key, make it durable, then hand
+ * the directory's key file over to the new key and wipe the old one. The
+ * new key is on disk (signer.next) before the checkpoint naming it is.
+ */
+static int
+w_checkpoint(struct audit_writer *w, int kind, uint64_t aux1, uint64_t aux2,
+    const unsigned char *aux_head)
+{
+	struct auditfmt_checkpoint	 ck;
+	struct buf			 body = { 0 };
+	EVP_PKEY			*next = NULL;
+	int				 rc = -1;
+
+	if (w->failed)
+		return -1;
+	memset(&ck, 0, sizeof(ck));
+	if ((next = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL ||
+	    auditfmt_pub_raw(next, ck.next_pub) == -1) {
+		log_warnx("audit: cannot generate the next signing key");
+		goto out;
+	}
+	if (write_key_at(w->dirfd, SIGNER_NEXT, next) == -1) {
+		w_fail(w, "writing " SIGNER_NEXT);
+		goto out;
+	}
+	ck.kind = kind;
+	ck.segment_id = w->seg_id;
+	ck.last_seq = w->next_seq - 1;
+	ck.count = w->seg_records;
+	ck.time_ms = now_ms(w);
+	memcpy(ck.head, w->head, 32);
+	ck.aux1 = aux1;
+	ck.aux2 = aux2;
+	if (aux_head != NULL)
+		memcpy(ck.aux_head, aux_head, 32);
+	memcpy(ck.instance, w->instance, sizeof(ck.instance));
+	if (auditfmt_checkpoint_sign(&body, &ck, w->signer) == -1 ||
+	    w_frame(w, &body) == -1) {
+		log_warnx("audit: cannot sign a checkpoint");
+		w_rollback(w);
+		goto out;
+	}
+	if (w_sync(w) == -1)
+		goto out;
+	if (renameat(w->dirfd, SIGNER_NEXT, w->dirfd, SIGNER_KEY) == -1 ||
+	    fsync(w->dirfd) == -1)
+		log_warn("audit: replacing %s (the next start completes it)",
+		    SIGNER_KEY);
+	EVP_PKEY_free(w->signer);
+	w->signer = next;
+	next = NULL;
+	memcpy(w->signer_pub, ck.next_pub, 32);
+	w->last_ck_ms = now_ms(w);
+	w->unsigned_records = 0;
+	print_checkpoint(&ck);
+	rc = 0;
+ out:
+	EVP_PKEY_free(next);
+	buf_free(&body);
+	return rc;
+}
+
+/* Create segment id and queue its header (the chain continues from
+ * prev_head). The caller queues what follows and syncs. */
+static int
+w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
+    const unsigned char prev_head[32], uint64_t first_seq)
+{
+	struct auditfmt_header	 h;
+	struct buf		 body = { 0 };
+	char			 name[64], e[128];
+	int			 fd = -1;
+
+	memset(&h, 0, sizeof(h));
+	auditfmt_segment_name(name, sizeof(name), id);
+	if ((fd = openat(w->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_APPEND | O_CLOEXEC, 0600)) == -1) {
+		log_warn("audit: creating segment %s", name);
+		return -1;
+	}
+	if (RAND_priv_bytes(w->dkey, sizeof(w->dkey)) != 1)
+		goto fail;
+	h.segment_id = id;
+	h.first_seq = first_seq;
+	h.created_ms = now_ms(w);
+	h.prev_segment_id = prev_id;
+	memcpy(h.prev_head, prev_head, 32);
+	memcpy(h.signer_pub, w->signer_pub, 32);
+	memcpy(h.instance, w->instance, sizeof(h.instance));
+	if (auditfmt_header_seal_key(&h, w->dkey, w->readers, w->nreaders, e,
+	    sizeof(e)) == -1) {
+		log_warnx("audit: %s", e);
+		goto fail;
+	}
+	if (w->segfd != -1)
+		close(w->segfd);
+	w->segfd = fd;
+	w->seg_id = id;
+	w->seg_created_ms = h.created_ms;
+	w->seg_frames = w->seg_records = w->seg_len = 0;
+	w->d_frames = w->d_records = w->d_len = 0;
+	memcpy(w->head, prev_head, 32);
+	memcpy(w->d_head, prev_head, 32);
+	w->next_seq = w->d_next_seq = first_seq;
+	buf_truncate(&w->pending, 0);
+	if (auditfmt_header_encode(&body, &h) == -1 || w_frame(w, &body)) {
+		buf_free(&body);
+		return -1;
+	}
+	buf_free(&body);
+	return 0;
+ fail:
+	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	close(fd);
+	unlinkat(w->dirfd, name, 0);
+	return -1;
+}
+
+static int
+w_lifecycle(struct audit_writer *w, const char *event, const char *extra)
+{
+	struct buf	 j = { 0 };
+	int		 rc;
+
+	rc = buf_printf(&j, "{\"type\":\"lifecycle\",\"event\":\"%s\"%s%s}",
+	    event, extra ? "," : "", extra ? extra : "");
+	if (rc == 0)
+		rc = w_record(w, j.data, j.len, NULL);
+	buf_free(&j);
+	return rc;
+}
+
+/* Close the open segment with a close checkpoint and forget its key. */
+static int
+w_segment_close(struct audit_writer *w)
+{
+	if (w_checkpoint(w, AUDITFMT_CK_CLOSE, 0, 0, NULL) == -1)
+		return -1;
+	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	close(w->segfd);
+	w->segfd = -1;
+	return 0;
+}
+
+/*
+ * Start segment prev_id + 1 after a segment that was not closed: its
+ * valid frames end at prev_len with chain head prev_head. The recovery
+ * checkpoint is frame 1 of the new segment.
+ */
+static int
+w_recover_into_new(struct audit_writer *w, uint64_t prev_id,
+    uint64_t prev_len, const unsigned char prev_head[32], uint64_t next_seq)
+{
+	struct buf	 extra = { 0 };
+	unsigned char	 ph[32];
+	int		 rc = -1;
+
+	memcpy(ph, prev_head, 32);
+	w->failed = 0;
+	if (w_segment_create(w, prev_id + 1, prev_id, ph, next_seq) == -1)
+		goto fail;
+	if (w_checkpoint(w, AUDITFMT_CK_RECOVERY, prev_id, prev_len, ph) == -1)
+		goto fail;
+	if (buf_printf(&extra, "\"segment\":%" PRIu64 ",\"valid_bytes\":%"
+	    PRIu64, prev_id, prev_len) == -1 ||
+	    w_lifecycle(w, "recovery", extra.data) == -1 || w_sync(w) == -1 ||
+	    fsync(w->dirfd) == -1)
+		goto fail;
+	log_warnx("audit: recovered: segment %" PRIu64 " ends at byte %"
+	    PRIu64 ", continuing in segment %" PRIu64, prev_id, prev_len,
+	    w->seg_id);
+	rc = 0;
+ fail:
+	if (rc == -1)
+		w->failed = 1;
+	buf_free(&extra);
+	return rc;
+}
+
+/* After a write or fsync error: never retry it, start a new segment. */
+static void
+w_runtime_recover(struct audit_writer *w)
+{
+	uint64_t	 prev = w->seg_id, len = w->d_len, seq = w->d_next_seq;
+	unsigned char	 head[32];
+	char		 name[64];
+
+	memcpy(head, w->d_head, 32);
+	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	if (w->segfd != -1)
+		close(w->segfd);
+	w->segfd = -1;
+	if (w_recover_into_new(w, prev, len, head, seq) == 0)
+		return;
+	/* Leave the failed state as it was: the same predecessor next time. */
+	auditfmt_segment_name(name, sizeof(name), prev + 1);
+	if (w->segfd != -1)
+		close(w->segfd);
+	w->segfd = -1;
+	unlinkat(w->dirfd, name, 0);
+	w->seg_id = prev;
+	w->d_len = len;
+	w->d_next_seq = seq;
+	memcpy(w->d_head, head, 32);
+	w->failed = 1;
+	w->last_recovery_ms = mono_ms();
+}
+
+static void
+w_check_space(struct audit_writer *w)
+{
+	struct statvfs	 sv;
+	int		 low;
+
+	if (fstatvfs(w->dirfd, &sv) == -1)
+		return;
+	low = (uint64_t)sv.f_bavail * sv.f_frsize < w->min_free;
+	if (low && !w->lowdisk)
+		log_warnx("audit: free space in %s below min_free_bytes; "
+		    "records refused", w->dir);
+	else if (!low && w->lowdisk)
+		log_info("audit: free space in %s recovered", w->dir);
+	w->lowdisk = low;
+	w->last_space_ms = mono_ms();
+}
+
+/* Read a segment header without keeping the file. */
+static int
+read_header(int dirfd, uint64_t id, struct auditfmt_header *h)
+{
+	struct auditfmt_scan	 sc;
+	struct mapped		 m;
+	char			 name[64];
+	int			 ok;
+
+	auditfmt_segment_name(name, sizeof(name), id);
+	if (map_file(dirfd, name, &m) == -1)
+		return -1;
+	/* Only the first frame matters: bound the scan to it. */
+	auditfmt_segment_scan(m.p, m.len < 65536 ? m.len : 65536, &sc);
+	ok = sc.has_header;
+	if (ok)
+		*h = sc.header;
+	unmap_file(&m);
+	return ok ? 0 : -1;
+}
+
+/* Checkpoint frames of segment id, within limit bytes, appended to out. */
+static int
+collect_checkpoints(int dirfd, uint64_t id, uint64_t limit, struct buf *out)
+{
+	struct mapped		 m;
+	const unsigned char	*body;
+	size_t			 blen, flen, off = 0, end;
+	char			 name[64];
+
+	auditfmt_segment_name(name, sizeof(name), id);
+	if (map_file(dirfd, name, &m) == -1)
+		return -1;
+	end = m.len < limit ? m.len : (size_t)limit;
+	while (off < end && auditfmt_frame_decode(m.p + off, end - off, &body,
+	    &blen, &flen) == 1) {
+		if (body[0] == AUDITFMT_CHECKPOINT &&
+		    buf_append(out, m.p + off, flen) == -1) {
+			unmap_file(&m);
+			return -1;
+		}
+		off += flen;
+	}
+	unmap_file(&m);
+	return 0;
+}
+
+/* Highest segment id in the keychain (0 if none). */
+static uint64_t
+keychain_last(const unsigned char *p, size_t len)
+{
+	struct auditfmt_checkpoint	 ck;
+	const unsigned char		*body;
+	size_t				 blen, flen, off = 0;
+	uint64_t			 last = 0;
+
+	while (off < len && auditfmt_frame_decode(p + off, len - off, &body,
+	    &blen, &flen) == 1) {
+		if (auditfmt_checkpoint_decode(body, blen, &ck, NULL, 0) == 0)
+			last = ck.segment_id;
+		off += flen;
+	}
+	return last;
+}
+
+/*
+ * Delete the oldest segments whose last record is older than
+ * retention_days: keep their checkpoints in the keychain (so key hand-overs
+ * stay verifiable), sign a retention checkpoint naming the first kept
+ * segment's chain anchor, then unlink.
+ */
+static void
+w_retention(struct audit_writer *w)
+{
+	struct auditfmt_header	 h;
+	struct auditfmt_checkpoint rck;
+	struct mapped		 km = { 0 }, nm;
+	struct buf		 kc = { 0 }, extra = { 0 };
+	uint64_t		*ids = NULL, cutoff, last = 0, kclast, limit;
+	size_t			 n, i, ndel = 0;
+	char			 name[64];
+	int			 fd = -1;
+
+	w->last_retention_ms = mono_ms();
+	if (w->retention_ms == 0 || now_ms(w) < w->retention_ms ||
+	    list_segments(w->dirfd, &ids, &n) == -1)
+		goto out;
+	cutoff = now_ms(w) - w->retention_ms;
+	for (i = 0; i + 1 < n && ids[i + 1] < w->seg_id; i++) {
+		if (ids[i + 1] != ids[i] + 1 ||
+		    read_header(w->dirfd, ids[i + 1], &h) == -1 ||
+		    h.created_ms >= cutoff)
+			break;
+		ndel = i + 1;
+	}
+	if (ndel == 0)
+		goto out;
+	last = ids[ndel - 1];
+	if (read_header(w->dirfd, last + 1, &h) == -1)
+		goto out;
+	if (map_file(w->dirfd, KEYCHAIN, &km) == -1 && errno != ENOENT)
+		goto out;
+	kclast = keychain_last(km.p, km.len);
+	if (km.len > 0 && buf_append(&kc, km.p, km.len) == -1)
+		goto out;
+	for (i = 0; i < ndel; i++) {
+		if (ids[i] <= kclast)
+			continue;
+		limit = UINT64_MAX;
+		auditfmt_segment_name(name, sizeof(name), ids[i] + 1);
+		if (map_file(w->dirfd, name, &nm) == 0) {
+			if (auditfmt_segment_recovery(nm.p, nm.len, &rck) &&
+			    rck.aux1 == ids[i])
+				limit = rck.aux2;
+			unmap_file(&nm);
+		}
+		if (collect_checkpoints(w->dirfd, ids[i], limit, &kc) == -1)
+			goto out;
+	}
+	if ((fd = openat(w->dirfd, KEYCHAIN ".tmp", O_WRONLY | O_CREAT |
+	    O_TRUNC | O_CLOEXEC, 0600)) == -1 ||
+	    write_all(fd, kc.data, kc.len) == -1 || fsync(fd) == -1 ||
+	    close(fd) == -1 || (fd = -1, 0) ||
+	    renameat(w->dirfd, KEYCHAIN ".tmp", w->dirfd, KEYCHAIN) == -1 ||
+	    fsync(w->dirfd) == -1) {
+		log_warn("audit: retention: writing the keychain");
+		goto out;
+	}
+	if (buf_printf(&extra, "\"deleted_through_segment\":%" PRIu64
+	    ",\"first_kept_segment\":%" PRIu64 ",\"retention_days\":%" PRIu64,
+	    last, last + 1, w->retention_ms / 86400000) == -1 ||
+	    w_lifecycle(w, "retention", extra.data) == -1 ||
+	    w_checkpoint(w, AUDITFMT_CK_RETENTION, last, last + 1,
+	    h.prev_head) == -1)
+		goto out;
+	for (i = 0; i < ndel; i++) {
+		auditfmt_segment_name(name, sizeof(name), ids[i]);
+		if (unlinkat(w->dirfd, name, 0) == -1)
+			log_warn("audit: retention: unlink %s", name);
+	}
+	fsync(w->dirfd);
+	log_info("audit: retention deleted segments through %" PRIu64, last);
+ out:
+	if (fd != -1)
+		close(fd);
+	unmap_file(&km);
+	buf_free(&kc);
+	buf_free(&extra);
+	free(ids);
+}
+
+static int
+w_rotate(struct audit_writer *w)
+{
+	struct buf	 extra = { 0 };
+	uint64_t	 prev = w->seg_id;
+	unsigned char	 head[32];
+	int		 rc = -1;
+
+	if (w_segment_close(w) == -1)
+		return -1;
+	memcpy(head, w->head, 32);
+	if (w_segment_create(w, prev + 1, prev, head, w->next_seq) == -1) {
+		/* No open segment: recover (new segment) on the next tick. */
+		w->seg_id = prev;
+		w->failed = 1;
+		w->last_recovery_ms = mono_ms();
+		goto out;
+	}
+	if (buf_printf(&extra, "\"previous_segment\":%" PRIu64, prev) == -1 ||
+	    w_lifecycle(w, "rotation", extra.data) == -1 || w_sync(w) == -1 ||
+	    fsync(w->dirfd) == -1)
+		goto out;
+	rc = 0;
+ out:
+	buf_free(&extra);
+	return rc;
+}
+
+/* ---- opening ---- */
+
+static int
+mkdir_p(const char *path)
+{
+	char	*p, *s;
+	int	 rc = 0;
+
+	if ((s = strdup(path)) == NULL)
+		return -1;
+	for (p = s + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(s, 0700) == -1 && errno != EEXIST)
+			rc = -1;
+		*p = '/';
+	}
+	if (mkdir(s, 0700) == -1 && errno != EEXIST)
+		rc = -1;
+	free(s);
+	return rc;
+}
+
+/*
+ * Settle which signing key is current: the key the log last certified
+ * (certified, or NULL for an empty log). Moves the configured key into the
+ * directory at first start and destroys the original.
+ */
+static int
+w_load_signer(struct audit_writer *w, const char *configured,
+    const unsigned char *certified, char *err, size_t errlen)
+{
+	EVP_PKEY	*k;
+	unsigned char	 pub[32];
+	struct stat	 st;
+
+	if ((k = read_priv_at(w->dirfd, SIGNER_NEXT)) != NULL) {
+		if (certified != NULL && auditfmt_pub_raw(k, pub) == 0 &&
+		    memcmp(pub, certified, 32) == 0) {
+			if (renameat(w->dirfd, SIGNER_NEXT, w->dirfd,
+			    SIGNER_KEY) == -1 || fsync(w->dirfd) == -1) {
+				EVP_PKEY_free(k);
+				seterr(err, errlen, "%s: completing the key "
+				    "hand-over: %s", w->dir, strerror(errno));
+				return -1;
+			}
+		} else {
+			unlinkat(w->dirfd, SIGNER_NEXT, 0);
+			fsync(w->dirfd);
+		}
+		EVP_PKEY_free(k);
+	}
+	if ((k = read_priv_at(w->dirfd, SIGNER_KEY)) == NULL) {
+		if (errno != ENOENT && faccessat(w->dirfd, SIGNER_KEY, F_OK,
+		    0) == 0) {
+			seterr(err, errlen, "%s/%s: not a readable private key",
+			    w->dir, SIGNER_KEY);
+			return -1;
+		}
+		if (configured == NULL || (k = read_priv_fd(open(configured,
+		    O_RDONLY | O_CLOEXEC))) == NULL) {
+			seterr(err, errlen, "%s: no signing key in the audit "
+			    "directory and keys.audit_signer (%s) cannot be "
+			    "read", w->dir, configured ? configured : "unset");
+			return -1;
+		}
+		if (stat(configured, &st) == 0 && (st.st_mode & 077) != 0) {
+			EVP_PKEY_free(k);
+			seterr(err, errlen, "%s: readable by group or others; "
+			    "chmod 600 it", configured);
+			return -1;
+		}
+		if (EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
+			EVP_PKEY_free(k);
+			seterr(err, errlen, "%s: not an Ed25519 key",
+			    configured);
+			return -1;
+		}
+		if (write_key_at(w->dirfd, SIGNER_KEY, k) == -1) {
+			EVP_PKEY_free(k);
+			seterr(err, errlen, "%s/%s: %s", w->dir, SIGNER_KEY,
+			    strerror(errno));
+			return -1;
+		}
+		log_info("audit: signing key moved into %s", w->dir);
+	}
+	/* The original must not survive the move (nor come back). */
+	if (configured != NULL && access(configured, F_OK) == 0) {
+		if (destroy_file(configured) == -1)
+			log_warn("audit: destroying %s", configured);
+		else
+			log_info("audit: destroyed %s (the key now lives in "
+			    "the audit directory)", configured);
+	}
+	if (EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519 ||
+	    auditfmt_pub_raw(k, w->signer_pub) == -1) {
+		EVP_PKEY_free(k);
+		seterr(err, errlen, "%s/%s: not an Ed25519 key", w->dir,
+		    SIGNER_KEY);
+		return -1;
+	}
+	if (certified != NULL && memcmp(w->signer_pub, certified, 32) != 0) {
+		EVP_PKEY_free(k);
+		seterr(err, errlen, "%s/%s does not match the key the log's "
+		    "last checkpoint certified", w->dir, SIGNER_KEY);
+		return -1;
+	}
+	w->signer = k;
+	return 0;
+}
+
+struct audit_writer *
+audit_writer_open(const struct conf *c, char *err, size_t errlen)
+{
+	struct audit_writer	*w;
+	struct auditfmt_scan	 sc;
+	struct mapped		 m = { 0 };
+	uint64_t		*ids = NULL;
+	size_t			 n = 0, i;
+	char			 name[64];
+	unsigned char		 zero[32] = { 0 };
+	struct buf		 extra = { 0 };
+
+	if (!c->has_audit || c->audit_directory == NULL) {
+		seterr(err, errlen, "audit: no audit directory configured");
+		return NULL;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return NULL;
+	}
+	w->dirfd = w->lockfd = w->segfd = -1;
+	if ((w->dir = strdup(c->audit_directory)) == NULL)
+		goto nomem;
+	if (c->audit_instance != NULL && c->audit_instance[0] != '\0')
+		snprintf(w->instance, sizeof(w->instance), "%s",
+		    c->audit_instance);
+	else if (gethostname(w->instance, sizeof(w->instance) - 1) == -1)
+		snprintf(w->instance, sizeof(w->instance), "unknown");
+	w->seg_max_bytes = c->audit_segment_bytes ? c->audit_segment_bytes :
+	    67108864;
+	w->seg_max_ms = (uint64_t)(c->audit_segment_seconds > 0 ?
+	    c->audit_segment_seconds : 86400) * 1000;
+	w->retention_ms = c->audit_retention_days > 0 ?
+	    (uint64_t)c->audit_retention_days * 86400000 : 0;
+	w->min_free = c->audit_min_free_bytes;
+	w->ck_records = c->audit_checkpoint_records > 0 ?
+	    (uint64_t)c->audit_checkpoint_records : 1000;
+	w->ck_ms = (uint64_t)(c->audit_checkpoint_seconds > 0 ?
+	    c->audit_checkpoint_seconds : 10) * 1000;
+
+	if (c->keys_naudit_readers == 0 ||
+	    c->keys_naudit_readers > AUDITFMT_MAX_READERS) {
+		seterr(err, errlen, "keys.audit_reader: between 1 and %d "
+		    "reader public keys needed", AUDITFMT_MAX_READERS);
+		goto fail;
+	}
+	for (i = 0; i < c->keys_naudit_readers; i++) {
+		if ((w->readers[i] = read_pub_file(c->keys_audit_readers[i])) ==
+		    NULL || EVP_PKEY_get_base_id(w->readers[i]) !=
+		    EVP_PKEY_X25519) {
+			seterr(err, errlen, "%s: not an X25519 public key (PEM)",
+			    c->keys_audit_readers[i]);
+			goto fail;
+		}
+		w->nreaders++;
+	}
+
+	if (mkdir_p(w->dir) == -1 || (w->dirfd = open(w->dir, O_RDONLY |
+	    O_DIRECTORY | O_CLOEXEC)) == -1) {
+		seterr(err, errlen, "%s: %s", w->dir, strerror(errno));
+		goto fail;
+	}
+	if ((w->lockfd = openat(w->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC,
+	    0600)) == -1) {
+		seterr(err, errlen, "%s/LOCK: %s", w->dir, strerror(errno));
+		goto fail;
+	}
+	if (flock(w->lockfd, LOCK_EX | LOCK_NB) == -1) {
+		seterr(err, errlen, "%s is in use by another subgate (%s/LOCK "
+		    "is locked)", w->dir, w->dir);
+		goto fail;
+	}
+
+	/* A last segment without a complete header was never used. */
+	for (;;) {
+		free(ids);
+		if (list_segments(w->dirfd, &ids, &n) == -1) {
+			seterr(err, errlen, "%s: %s", w->dir, strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		auditfmt_segment_name(name, sizeof(name), ids[n - 1]);
+		if (map_file(w->dirfd, name, &m) == -1) {
+			seterr(err, errlen, "%s/%s: %s", w->dir, name,
+			    strerror(errno));
+			goto fail;
+		}
+		auditfmt_segment_scan(m.p, m.len, &sc);
+		unmap_file(&m);
+		if (sc.has_header)
+			break;
+		if (sc.tail == AUDITFMT_TAIL_CORRUPT) {
+			seterr(err, errlen, "%s/%s: damaged segment header; "
+			    "run subgatectl audit verify", w->dir, name);
+			goto fail;
+		}
+		if (unlinkat(w->dirfd, name, 0) == -1 || fsync(w->dirfd) == -1) {
+			seterr(err, errlen, "%s/%s: %s", w->dir, name,
+			    strerror(errno));
+			goto fail;
+		}
+		log_warnx("audit: removed %s (created, never written)", name);
+	}
+	if (n > 0 && sc.tail == AUDITFMT_TAIL_CORRUPT) {
+		seterr(err, errlen, "%s/%s: damaged frame at byte %zu (not a "
+		    "torn tail); run subgatectl audit verify", w->dir, name,
+		    sc.valid_len);
+		goto fail;
+	}
+	if (w_load_signer(w, c->keys_audit_signer, n > 0 ? sc.signer_pub :
+	    NULL, err, errlen) == -1)
+		goto fail;
+	w->last_ck_ms = now_ms(w);
+
+	if (n == 0) {
+		if (w_segment_create(w, 1, 0, zero, 1) == -1)
+			goto ioerr;
+	} else if (sc.closed) {
+		if (w_segment_create(w, ids[n - 1] + 1, ids[n - 1], sc.head,
+		    sc.last_seq + 1) == -1)
+			goto ioerr;
+	} else {
+		if (w_recover_into_new(w, ids[n - 1], sc.valid_len, sc.head,
+		    sc.last_seq + 1) == -1)
+			goto ioerr;
+	}
+	if (buf_printf(&extra, "\"pid\":%ld", (long)getpid()) == -1 ||
+	    w_lifecycle(w, "start", extra.data) == -1 || w_sync(w) == -1 ||
+	    fsync(w->dirfd) == -1)
+		goto ioerr;
+	w->failed = 0;
+	w_check_space(w);
+	free(ids);
+	buf_free(&extra);
+	return w;
+ ioerr:
+	seterr(err, errlen, "%s: cannot start the log: %s", w->dir,
+	    strerror(errno));
+	goto fail;
+ nomem:
+	seterr(err, errlen, "out of memory");
+ fail:
+	free(ids);
+	buf_free(&extra);
+	audit_writer_close(w, 0);
+	return NULL;
+}
+
+int
+audit_writer_available(struct audit_writer *w)
+{
+	return !w->failed && !w->lowdisk && w->segfd != -1;
+}
+
+int
+audit_writer_append(struct audit_writer *w, const char *json, size_t len,
+    uint64_t *seq)
+{
+	if (!audit_writer_available(w))
+		return -1;
+	return w_record(w, json, len, seq);
+}
+
+int
+audit_writer_commit(struct audit_writer *w)
+{
+	if (mono_ms() - w->last_space_ms >= 1000)
+		w_check_space(w);
+	return w_sync(w);
+}
+
+int
+audit_writer_tick(struct audit_writer *w)
+{
+	uint64_t	 now, mono = mono_ms(), wait = 1000, t;
+
+	if (mono - w->last_space_ms >= 1000)
+		w_check_space(w);
+	if (w->failed) {
+		if (mono - w->last_recovery_ms >= 1000)
+			w_runtime_recover(w);
+		return 1000;
+	}
+	now = now_ms(w);
+	if (w->unsigned_records >= w->ck_records ||
+	    (w->unsigned_records > 0 && now - w->last_ck_ms >= w->ck_ms))
+		w_checkpoint(w, AUDITFMT_CK_PERIODIC, 0, 0, NULL);
+	if (!w->failed && (w->seg_len >= w->seg_max_bytes ||
+	    now - w->seg_created_ms >= w->seg_max_ms))
+		w_rotate(w);
+	if (!w->failed && w->retention_ms > 0 &&
+	    mono - w->last_retention_ms >= 60000)
+		w_retention(w);
+	if (w->failed)
+		return 1000;
+	now = now_ms(w);
+	if (w->unsigned_records > 0) {
+		t = w->last_ck_ms + w->ck_ms;
+		t = t > now ? t - now : 0;
+		if (t < wait)
+			wait = t;
+	}
+	t = w->seg_created_ms + w->seg_max_ms;
+	t = t > now ? t - now : 0;
+	if (t < wait)
+		wait = t;
+	return (int)wait;
+}
+
+void
+audit_writer_set_time(struct audit_writer *w, uint64_t now)
+{
+	w->fake_now = now;
+	/* Retention runs at most once a minute of real time; a test moving
+	 * the clock wants it now. */
+	w->last_retention_ms = 0;
+}
+
+uint64_t
+audit_writer_segment(struct audit_writer *w)
+{
+	return w->seg_id;
+}
+
+void
+audit_writer_close(struct audit_writer *w, int clean)
+{
+	size_t	 i;
+
+	if (w == NULL)
+		return;
+	if (clean && !w->failed && w->segfd != -1 && w->signer != NULL) {
+		w_rollback(w);
+		if (w_lifecycle(w, "stop", NULL) == 0)
+			w_segment_close(w);
+	}
+	buf_free(&w->pending);
+	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	EVP_PKEY_free(w->signer);
+	for (i = 0; i < w->nreaders; i++)
+		EVP_PKEY_free(w->readers[i]);
+	if (w->segfd != -1)
+		close(w->segfd);
+	if (w->lockfd != -1)
+		close(w->lockfd);
+	if (w->dirfd != -1)
+		close(w->dirfd);
+	free(w->dir);
+	free(w);
+}
+
+/* ---- protocol ---- */
+
+int
+audit_msg_encode(struct buf *out, uint64_t cookie, const char *json_members,
+    size_t len)
+{
+	unsigned char	 h[AUDIT_MSG_HDR];
+
+	if (len == 0 || len > AUDIT_MAX_RECORD ||
+	    buf_reserve(out, sizeof(h) + len) == -1)
+		return -1;
+	put_u32(h, (uint32_t)len);
+	put_u64(h + 4, cookie);
+	buf_append(out, h, sizeof(h));
+	buf_append(out, json_members, len);
+	return 0;
+}
+
+int
+audit_msg_decode(const char *in, size_t len, size_t *consumed,
+    uint64_t *cookie, const char **json, size_t *json_len)
+{
+	const unsigned char	*p = (const unsigned char *)in;
+	uint32_t		 n;
+
+	if (len < AUDIT_MSG_HDR)
+		return 0;
+	n = get_u32(p);
+	if (n == 0 || n > AUDIT_MAX_RECORD)
+		return -1;
+	if (len - AUDIT_MSG_HDR < n)
+		return 0;
+	*cookie = get_u64(p + 4);
+	*json = in + AUDIT_MSG_HDR;
+	*json_len = n;
+	*consumed = AUDIT_MSG_HDR + (size_t)n;
+	return 1;
+}
+
+int
+audit_ack_encode(struct buf *out, uint64_t cookie, uint64_t seq, int status)
+{
+	unsigned char	 a[AUDIT_ACK_LEN];
+
+	a[0] = 'A';
+	a[1] = status == AUDIT_ACK_DURABLE ? 0 : 1;
+	a[2] = a[3] = 0;
+	put_u64(a + 4, cookie);
+	put_u64(a + 12, seq);
+	return buf_append(out, a, sizeof(a));
+}
+
+int
+audit_ack_decode(const char *in, size_t len, size_t *consumed,
+    uint64_t *cookie, uint64_t *seq, int *status)
+{
+	const unsigned char	*p = (const unsigned char *)in;
+
+	if (len > 0 && p[0] != 'A')
+		return -1;
+	if (len >= 2 && p[1] > 1)
+		return -1;
+	if (len >= 4 && (p[2] != 0 || p[3] != 0))
+		return -1;
+	if (len < AUDIT_ACK_LEN)
+		return 0;
+	*status = p[1];
+	*cookie = get_u64(p + 4);
+	*seq = get_u64(p + 12);
+	*consumed = AUDIT_ACK_LEN;
+	return 1;
+}
+
+/* ---- the audit process ---- */
+
+enum { SH_STARTING = 0, SH_READY, SH_UNAVAILABLE, SH_EXITED };
+
+struct audit_shared {
+	int	 state;
+};
+
+struct audit_proc {
+	pid_t			 pid;
+	int			 nch;
+	int			*fds;
+	struct buf		*rx;
+	struct audit_shared	*sh;
+	uint64_t		 cookie;
+	int			 reaped, status;
+};
+
+struct chan {
+	int		 fd;
+	struct buf	 in, out;
+};
+
+struct pend {
+	int		 ch;
+	uint64_t	 cookie, seq;
+	int		 appended;
+};
+
+static volatile sig_atomic_t	 got_term;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+#define READ_CHUNK	65536
+#define MAX_OUT		(16u << 20)
+
+static void
+chan_close(struct chan *ch)
+{
+	if (ch->fd != -1)
+		close(ch->fd);
+	ch->fd = -1;
+	buf_free(&ch->in);
+	buf_free(&ch->out);
+}
+
+static void
+chan_flush(struct chan *ch)
+{
+	ssize_t	 r;
+	size_t	 off = 0;
+
+	while (ch->fd != -1 && off < ch->out.len) {
+		r = send(ch->fd, ch->out.data + off, ch->out.len - off,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				chan_close(ch);
+			break;
+		}
+		off += (size_t)r;
+	}
+	if (ch->fd == -1)
+		return;
+	memmove(ch->out.data, ch->out.data + off, ch->out.len - off);
+	buf_truncate(&ch->out, ch->out.len - off);
+	if (ch->out.len > MAX_OUT) {
+		log_warnx("audit: a channel does not read its acks; closing it");
+		chan_close(ch);
+	}
+}
+
+static void
+set_state(struct audit_shared *sh, int st)
+{
+	__atomic_store_n(&sh->state, st, __ATOMIC_RELEASE);
+}
+
+/* Group commit: everything readable, one write, one fdatasync, all acks. */
+static void
+serve(struct audit_writer *w, struct chan *chs, int nch,
+    struct audit_shared *sh, const sigset_t *waitmask)
+{
+	struct pollfd	*pfd;
+	struct pend	*pend = NULL, *np;
+	size_t		 npend, cap = 0, consumed, off, jlen, k;
+	struct timespec	 ts;
+	const char	*json;
+	uint64_t	 cookie;
+	ssize_t		 r;
+	int		 i, open, timeout, rc, committed, avail;
+
+	if ((pfd = calloc((size_t)nch, sizeof(*pfd))) == NULL)
+		return;
+	for (;;) {
+		open = 0;
+		for (i = 0; i < nch; i++) {
+			pfd[i].fd = chs[i].fd;
+			pfd[i].events = POLLIN | (chs[i].out.len ? POLLOUT : 0);
+			pfd[i].revents = 0;
+			open += chs[i].fd != -1;
+		}
+		if (open == 0 || got_term)
+			break;
+		timeout = audit_writer_tick(w);
+		set_state(sh, audit_writer_available(w) ? SH_READY :
+		    SH_UNAVAILABLE);
+		ts.tv_sec = timeout / 1000;
+		ts.tv_nsec = (long)(timeout % 1000) * 1000000;
+		if (ppoll(pfd, (nfds_t)nch, &ts, waitmask) == -1 &&
+		    errno != EINTR)
+			break;
+		if (got_term)
+			break;
+		npend = 0;
+		avail = audit_writer_available(w);
+		for (i = 0; i < nch; i++) {
+			if (chs[i].fd == -1 || !(pfd[i].revents &
+			    (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			/* Bounded per round so one channel cannot starve. */
+			for (k = 0; k < 16; k++) {
+				if (buf_reserve(&chs[i].in, READ_CHUNK) == -1)
+					break;
+				r = recv(chs[i].fd, chs[i].in.data +
+				    chs[i].in.len, READ_CHUNK, MSG_DONTWAIT);
+				if (r == -1 && errno == EINTR)
+					continue;
+				if (r <= 0) {
+					if (r == 0 || (errno != EAGAIN &&
+					    errno != EWOULDBLOCK))
+						chs[i].fd = (close(chs[i].fd),
+						    -1);
+					break;
+				}
+				chs[i].in.len += (size_t)r;
+			}
+			off = 0;
+			while ((rc = audit_msg_decode(chs[i].in.data + off,
+			    chs[i].in.len - off, &consumed, &cookie, &json,
+			    &jlen)) == 1) {
+				if (npend == cap) {
+					cap = cap ? cap * 2 : 256;
+					np = realloc(pend, cap * sizeof(*pend));
+					if (np == NULL)
+						goto out;
+					pend = np;
+				}
+				pend[npend].ch = i;
+				pend[npend].cookie = cookie;
+				pend[npend].seq = 0;
+				pend[npend].appended = avail &&
+				    audit_writer_append(w, json, jlen,
+				    &pend[npend].seq) == 0;
+				if (avail && !pend[npend].appended)
+					log_warnx("audit: refused a malformed "
+					    "record on channel %d", i);
+				npend++;
+				off += consumed;
+			}
+			if (rc == -1) {
+				log_warnx("audit: garbage on channel %d; "
+				    "closing it", i);
+				if (chs[i].fd != -1)
+					close(chs[i].fd);
+				chs[i].fd = -1;
+				buf_truncate(&chs[i].in, 0);
+				continue;
+			}
+			memmove(chs[i].in.data, chs[i].in.data + off,
+			    chs[i].in.len - off);
+			buf_truncate(&chs[i].in, chs[i].in.len - off);
+		}
+		committed = npend > 0 ? audit_writer_commit(w) == 0 : 0;
+		for (k = 0; k < npend; k++) {
+			i = pend[k].ch;
+			if (chs[i].fd == -1)
+				continue;
+			audit_ack_encode(&chs[i].out, pend[k].cookie,
+			    pend[k].appended && committed ? pend[k].seq : 0,
+			    pend[k].appended && committed ?
+			    AUDIT_ACK_DURABLE : AUDIT_ACK_UNAVAILABLE);
+		}
+		for (i = 0; i < nch; i++)
+			if (chs[i].fd != -1 && chs[i].out.len > 0)
+				chan_flush(&chs[i]);
+		for (i = 0; i < nch; i++)
+			if (chs[i].fd == -1) {
+				buf_free(&chs[i].in);
+				buf_free(&chs[i].out);
+			}
+	}
+ out:
+	free(pend);
+	free(pfd);
+}
+
+static void
+child_main(const struct conf *c, int *fds, int nch, int report,
+    struct audit_shared *sh)
+{
+	struct audit_writer	*w;
+	struct chan		*chs;
+	struct rlimit		 rl = { 0, 0 };
+	struct sigaction	 sa;
+	sigset_t		 term, old;
+	char			 err[512];
+	int			 i;
+
+	prctl(PR_SET_NAME, "subgate-audit", 0, 0, 0);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	setrlimit(RLIMIT_CORE, &rl);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
+	sigdelset(&old, SIGTERM);
+
+	if ((w = audit_writer_open(c, err, sizeof(err))) == NULL) {
+		(void)write_all(report, err, strlen(err));
+		close(report);
+		set_state(sh, SH_EXITED);
+		_exit(1);
+	}
+	(void)write_all(report, "OK", 2);
+	close(report);
+	if ((chs = calloc((size_t)nch, sizeof(*chs))) == NULL)
+		_exit(1);
+	for (i = 0; i < nch; i++)
+		chs[i].fd = fds[i];
+	set_state(sh, SH_READY);
+	serve(w, chs, nch, sh, &old);
+	for (i = 0; i < nch; i++)
+		chan_close(&chs[i]);
+	free(chs);
+	audit_writer_close(w, 1);
+	set_state(sh, SH_EXITED);
+	_exit(0);
+}
+
+struct audit_proc *
+audit_proc_start(const struct conf *c, int nchannels, char *err,
+    size_t errlen)
+{
+	struct audit_proc	*p;
+	int			*child = NULL, sv[2], rep[2] = { -1, -1 }, i;
+	char			 msg[512];
+	ssize_t			 r;
+	size_t			 got = 0;
+
+	if (nchannels < 1 || nchannels > 4096) {
+		seterr(err, errlen, "audit: bad channel count %d", nchannels);
+		return NULL;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL ||
+	    (p->fds = calloc((size_t)nchannels, sizeof(int))) == NULL ||
+	    (p->rx = calloc((size_t)nchannels, sizeof(struct buf))) == NULL ||
+	    (child = calloc((size_t)nchannels, sizeof(int))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	p->pid = -1;
+	p->nch = nchannels;
+	for (i = 0; i < nchannels; i++)
+		p->fds[i] = child[i] = -1;
+	p->sh = mmap(NULL, sizeof(*p->sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p->sh == MAP_FAILED) {
+		p->sh = NULL;
+		seterr(err, errlen, "audit: mmap: %s", strerror(errno));
+		goto fail;
+	}
+	for (i = 0; i < nchannels; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+			seterr(err, errlen, "audit: socketpair: %s",
+			    strerror(errno));
+			goto fail;
+		}
+		p->fds[i] = sv[0];
+		child[i] = sv[1];
+		if (fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK)
+		    == -1 || fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) |
+		    O_NONBLOCK) == -1) {
+			seterr(err, errlen, "audit: fcntl: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	if (pipe2(rep, O_CLOEXEC) == -1) {
+		seterr(err, errlen, "audit: pipe: %s", strerror(errno));
+		goto fail;
+	}
+	fflush(NULL);
+	if ((p->pid = fork()) == -1) {
+		seterr(err, errlen, "audit: fork: %s", strerror(errno));
+		goto fail;
+	}
+	if (p->pid == 0) {
+		close(rep[0]);
+		for (i = 0; i < nchannels; i++)
+			close(p->fds[i]);
+		child_main(c, child, nchannels, rep[1], p->sh);
+		_exit(1);
+	}
+	close(rep[1]);
+	rep[1] = -1;
+	for (i = 0; i < nchannels; i++) {
+		close(child[i]);
+		child[i] = -1;
+	}
+	while (got < sizeof(msg) - 1) {
+		r = read(rep[0], msg + got, sizeof(msg) - 1 - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	msg[got] = '\0';
+	close(rep[0]);
+	rep[0] = -1;
+	if (strcmp(msg, "OK") != 0) {
+		seterr(err, errlen, "%s", got ? msg : "audit process died "
+		    "while starting");
+		goto fail;
+	}
+	free(child);
+	return p;
+ fail:
+	if (rep[0] != -1)
+		close(rep[0]);
+	if (rep[1] != -1)
+		close(rep[1]);
+	if (child != NULL)
+		for (i = 0; i < nchannels; i++)
+			if (child[i] != -1)
+				close(child[i]);
+	free(child);
+	audit_proc_stop(p);
+	return NULL;
+}
+
+int
+audit_proc_fd(struct audit_proc *p, int i)
+{
+	if (p == NULL || i < 0 || i >= p->nch)
+		return -1;
+	return p->fds[i];
+}
+
+pid_t
+audit_proc_pid(struct audit_proc *p)
+{
+	return p->pid;
+}
+
+static int
+proc_reaped(struct audit_proc *p)
+{
+	int	 st;
+
+	if (!p->reaped && p->pid > 0 && waitpid(p->pid, &st, WNOHANG) ==
+	    p->pid) {
+		p->reaped = 1;
+		p->status = st;
+	}
+	return p->reaped;
+}
+
+int
+audit_ready(struct audit_proc *p)
+{
+	if (p == NULL || p->sh == NULL || proc_reaped(p))
+		return 0;
+	return __atomic_load_n(&p->sh->state, __ATOMIC_ACQUIRE) == SH_READY;
+}
+
+int
+audit_submit_sync(struct audit_proc *p, int channel, const char *json,
+    size_t len, int timeout_ms, uint64_t *seq)
+{
+	struct buf	 msg = { 0 }, *rx;
+	struct pollfd	 pfd;
+	uint64_t	 deadline, cookie, c, s, now;
+	size_t		 off = 0, consumed;
+	ssize_t		 r;
+	int		 fd, st, rc = -1, d;
+
+	if ((fd = audit_proc_fd(p, channel)) == -1)
+		return -1;
+	rx = &p->rx[channel];
+	cookie = ++p->cookie;
+	if (audit_msg_encode(&msg, cookie, json, len) == -1)
+		return -1;
+	deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	pfd.fd = fd;
+	for (;;) {
+		now = mono_ms();
+		if (now >= deadline)
+			goto out;
+		pfd.events = off < msg.len ? POLLOUT : POLLIN;
+		if (poll(&pfd, 1, (int)(deadline - now)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto out;
+		}
+		if (off < msg.len) {
+			if (!(pfd.revents & (POLLOUT | POLLERR | POLLHUP)))
+				continue;
+			r = send(fd, msg.data + off, msg.len - off,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (r == -1 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (r <= 0)
+				goto out;
+			off += (size_t)r;
+			continue;
+		}
+		if (!(pfd.revents & (POLLIN | POLLERR | POLLHUP)))
+			continue;
+		if (buf_reserve(rx, 4096) == -1)
+			goto out;
+		r = recv(fd, rx->data + rx->len, 4096, MSG_DONTWAIT);
+		if (r == -1 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0)
+			goto out;
+		rx->len += (size_t)r;
+		while ((d = audit_ack_decode(rx->data, rx->len, &consumed, &c,
+		    &s, &st)) == 1) {
+			memmove(rx->data, rx->data + consumed,
+			    rx->len - consumed);
+			buf_truncate(rx, rx->len - consumed);
+			if (c != cookie)
+				continue;
+			if (st == AUDIT_ACK_DURABLE) {
+				if (seq != NULL)
+					*seq = s;
+				rc = 0;
+			}
+			goto out;
+		}
+		if (d == -1)
+			goto out;
+	}
+ out:
+	buf_free(&msg);
+	return rc;
+}
+
+int
+audit_proc_stop(struct audit_proc *p)
+{
+	uint64_t	 start;
+	int		 i, rc = -1, sent = 0;
+
+	if (p == NULL)
+		return -1;
+	for (i = 0; p->fds != NULL && i < p->nch; i++)
+		if (p->fds[i] != -1) {
+			close(p->fds[i]);
+			p->fds[i] = -1;
+		}
+	if (p->pid > 0) {
+		start = mono_ms();
+		while (!proc_reaped(p)) {
+			if (!sent && mono_ms() - start > 10000) {
+				kill(p->pid, SIGTERM);
+				sent = 1;
+			} else if (sent == 1 && mono_ms() - start > 13000) {
+				kill(p->pid, SIGKILL);
+				sent = 2;
+			}
+			usleep(5000);
+		}
+		rc = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
+	}
+	for (i = 0; p->rx != NULL && i < p->nch; i++)
+		buf_free(&p->rx[i]);
+	free(p->rx);
+	free(p->fds);
+	if (p->sh != NULL)
+		munmap(p->sh, sizeof(*p->sh));
+	free(p);
+	return rc;
+}
+
+/* ---- readers ---- */
+
+struct logmap {
+	int			 dirfd;
+	uint64_t		*ids;
+	size_t			 n;
+	struct mapped		*maps;
+	struct auditfmt_segdata	*segs;
+};
+
+static void
+logmap_free(struct logmap *lm)
+{
+	size_t	 i;
+
+	for (i = 0; lm->maps != NULL && i < lm->n; i++)
+		unmap_file(&lm->maps[i]);
+	free(lm->maps);
+	free(lm->segs);
+	free(lm->ids);
+	if (lm->dirfd != -1)
+		close(lm->dirfd);
+	memset(lm, 0, sizeof(*lm));
+	lm->dirfd = -1;
+}
+
+static int
+logmap_open(const char *dir, struct logmap *lm, char *err, size_t errlen)
+{
+	char	 name[64];
+	size_t	 i;
+
+	memset(lm, 0, sizeof(*lm));
+	if ((lm->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    list_segments(lm->dirfd, &lm->ids, &lm->n) == -1) {
+		seterr(err, errlen, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if ((lm->maps = calloc(lm->n + 1, sizeof(*lm->maps))) == NULL ||
+	    (lm->segs = calloc(lm->n + 1, sizeof(*lm->segs))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < lm->n; i++) {
+		auditfmt_segment_name(name, sizeof(name), lm->ids[i]);
+		if (map_file(lm->dirfd, name, &lm->maps[i]) == -1) {
+			seterr(err, errlen, "%s/%s: %s", dir, name,
+			    strerror(errno));
+			goto fail;
+		}
+		lm->segs[i].id = lm->ids[i];
+		lm->segs[i].data = lm->maps[i].p;
+		lm->segs[i].len = lm->maps[i].len;
+	}
+	return 0;
+ fail:
+	logmap_free(lm);
+	return -1;
+}
+
+int
+audit_log_verify(const char *dir, const unsigned char pub[32],
+    const char *anchor, char *msg, size_t msglen,
+    struct auditfmt_verify_stats *stats)
+{
+	struct logmap	 lm;
+	struct mapped	 kc = { 0 };
+	int		 v;
+
+	if (logmap_open(dir, &lm, msg, msglen) == -1)
+		return -1;
+	if (map_file(lm.dirfd, KEYCHAIN, &kc) == -1 && errno != ENOENT) {
+		seterr(msg, msglen, "%s/%s: %s", dir, KEYCHAIN, strerror(errno));
+		logmap_free(&lm);
+		return -1;
+	}
+	v = (int)auditfmt_verify_log(pub, lm.segs, lm.n, kc.p, kc.len, anchor,
+	    msg, msglen, stats);
+	unmap_file(&kc);
+	logmap_free(&lm);
+	return v;
+}
+
+int
+audit_log_read(const char *dir, EVP_PKEY *reader, uint64_t since_ms,
+    uint64_t until_ms, audit_record_cb *cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct logmap			 lm;
+	struct auditfmt_scan		 sc, nsc;
+	struct auditfmt_checkpoint	 rck;
+	struct buf			 pt = { 0 };
+	const unsigned char		*data, *body;
+	unsigned char			 dkey[32];
+	size_t				 i, off, limit, blen, flen, nsegs;
+	uint64_t			 fi, seq, t, end_ms;
+	int				 r, rc = 0, nread = 0;
+	char				 e[256];
+
+	if (logmap_open(dir, &lm, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < lm.n; i++) {
+		data = lm.segs[i].data;
+		limit = lm.segs[i].len;
+		end_ms = 0;
+		if (i + 1 < lm.n) {
+			if (auditfmt_segment_recovery(lm.segs[i + 1].data,
+			    lm.segs[i + 1].len, &rck) &&
+			    rck.aux1 == lm.segs[i].id && rck.aux2 < limit)
+				limit = (size_t)rck.aux2;
+			auditfmt_segment_scan(lm.segs[i + 1].data,
+			    lm.segs[i + 1].len < 65536 ? lm.segs[i + 1].len :
+			    65536, &nsc);
+			if (nsc.has_header)
+				end_ms = nsc.header.created_ms;
+		}
+		auditfmt_segment_scan(data, limit < 65536 ? limit : 65536, &sc);
+		if (!sc.has_header) {
+			if (i + 1 < lm.n) {
+				seterr(err, errlen, "segment %" PRIu64 ": no "
+				    "readable header", lm.segs[i].id);
+				rc = 1;
+			}
+			continue;
+		}
+		/* Segments wholly outside the window need no decryption. */
+		if ((since_ms && end_ms && end_ms < since_ms) ||
+		    (until_ms && sc.header.created_ms > until_ms))
+			continue;
+		if (auditfmt_header_open_key(&sc.header, reader, dkey, e,
+		    sizeof(e)) == -1) {
+			seterr(err, errlen, "%s", e);
+			rc = 1;
+			continue;
+		}
+		nread++;
+		for (off = 0, fi = 0; off < limit; off += flen, fi++) {
+			r = auditfmt_frame_decode(data + off, limit - off, &body,
+			    &blen, &flen);
+			if (r == 0)
+				break;
+			if (r == -1) {
+				seterr(err, errlen, "segment %" PRIu64 " offset "
+				    "%zu: damaged frame; run subgatectl audit "
+				    "verify", lm.segs[i].id, off);
+				rc = 1;
+				break;
+			}
+			if (body[0] != AUDITFMT_RECORD ||
+			    auditfmt_record_peek(body, blen, &seq, &t) == -1)
+				continue;
+			if ((since_ms && t < since_ms) ||
+			    (until_ms && t > until_ms))
+				continue;
+			if (auditfmt_record_open(&pt, dkey, lm.segs[i].id, fi,
+			    body, blen) == -1) {
+				seterr(err, errlen, "segment %" PRIu64 " offset "
+				    "%zu: record %" PRIu64 " does not "
+				    "authenticate", lm.segs[i].id, off, seq);
+				rc = 1;
+				continue;
+			}
+			if (cb(arg, seq, t, pt.data, pt.len) != 0) {
+				i = lm.n;
+				break;
+			}
+		}
+		OPENSSL_cleanse(dkey, sizeof(dkey));
+	}
+	buf_free(&pt);
+	nsegs = lm.n;
+	logmap_free(&lm);
+	if (nsegs > 0 && nread == 0 && rc == 1)
+		return -1;
+	return rc;
+}
