@@ -208,11 +208,10 @@ path_parse(const char *path, struct step **steps, size_t *nsteps, char *err,
 			if (p[1] == '*') {
 				p += 2;
 				if (*p != '\0') {
-					why = path_special(*p) ?
-					    "has ** that is not the last segment" :
+					why = *p == '.' || *p == '[' ?
+					    "has a segment after ** (** must be "
+					    "the last segment)" :
 					    "has a key containing * (quote it)";
-					if (*p == '.' || *p == '[')
-						why = "** must be the last segment";
 					goto bad;
 				}
 				if (steps_push(&s, &n, STEP_DSTAR, NULL, 0) == -1)
