@@ -462,7 +462,7 @@ static int
 conf_check_readable(struct conf_ld *ld, const config_setting_t *s,
     const char *objkey, const char *file)
 {
-	if (access(file, R_OK) == 0)
+	if ((ld->implemented & CONF_NO_FILES) || access(file, R_OK) == 0)
 		return 0;
 	return conf_err(ld, s, "%s: cannot read \"%s\": %s; check the path "
 	    "(relative to the working directory) and its permissions", objkey,
@@ -840,6 +840,13 @@ conf_read_secret(struct conf_ld *ld, const config_setting_t *s,
 	ssize_t		 n;
 	int		 fd;
 
+	if (ld->implemented & CONF_NO_FILES) {
+		/* Reviewer tools and the audit process never hold secrets. */
+		if ((hs->value = strdup("")) == NULL)
+			return conf_err(ld, s, "%s: out of memory", objkey);
+		hs->value_len = 0;
+		return 0;
+	}
 	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
 		return conf_err(ld, s, "%s: cannot open \"%s\": %s; check the "
 		    "path (relative to the working directory)", objkey, file,
@@ -1140,7 +1147,7 @@ static int
 conf_action_check(struct conf_ld *ld, const config_setting_t *s,
     const char *objkey, enum policy_action a)
 {
-	if (ld->implemented & (1u << a))
+	if (ld->implemented & (1u << a) & ~CONF_NO_FILES)
 		return 0;
 	return conf_err(ld, s, "%s: action \"%s\" is not implemented in this "
 	    "build; remove the rule or upgrade subgate", objkey,

@@ -133,6 +133,12 @@ struct conf {
 	size_t			 nintegrations;
 };
 
+/* With the implemented mask: do not read secret header files (their
+ * values are left empty) nor check that certificate and key files exist.
+ * For the audit process (forked before any secret is read) and for the
+ * reviewer tools, which may run where those files are not. */
+#define CONF_NO_FILES	(1u << 31)
+
 /*
  * Load and validate path. implemented: bit (1 << action) set for every
  * action this build can apply; a rule with another action is refused with

@@ -24,10 +24,12 @@
 #include "gen.h"
 #include "http.h"
 #include "json.h"
+#include "keys.h"
 #include "log.h"
 #include "policy.h"
 #include "route.h"
 #include "tls.h"
+#include "token.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -62,7 +64,11 @@ struct request {
 	size_t				 accounted;	/* bytes charged to worker->buffered */
 	struct upstream_exchange	*x;
 	double				 upstream_s;
-	struct policy_report		 rep;
+	struct token_ctx		 tok;		/* keys and counters of this pair */
+	struct policy_report		 rep;		/* body fields */
+	struct policy_report		 rep_params;
+	struct policy_report		 rep_query;
+	struct policy_report		 rep_headers;
 	int				 status;
 	size_t				 bytes_in, bytes_out;
 };
@@ -121,6 +127,9 @@ request_free(struct conn *c)
 	free(r->hdrs);
 	route_target_free(&r->target);
 	policy_report_free(&r->rep);
+	policy_report_free(&r->rep_params);
+	policy_report_free(&r->rep_query);
+	policy_report_free(&r->rep_headers);
 	gen_unref(r->gen);
 	free(r);
 	c->req = NULL;
@@ -637,15 +646,28 @@ conn_request_head(struct conn *c)
 		    "use this integration", 0);
 		return -1;
 	}
+	r->tok.tenant = r->tenant->id;
+	r->tok.integration = r->ig->name;
+	r->tok.token_domain = r->ig->token_domain;
+	if (r->gen->keys != NULL) {
+		r->tok.pair = keys_pair_find(r->gen->keys, r->tenant->id,
+		    r->ig->name);
+		if (r->tok.pair == NULL || keys_pair_shredded(r->tok.pair)) {
+			conn_error(c, 403, "pair_shredded", "this tenant's data "
+			    "keys for the integration were shredded", 0);
+			return -1;
+		}
+	}
+	/* The most specific pattern wins: /contacts/search before
+	 * /contacts/{id}; conf_load refuses two of the same shape. */
 	for (i = 0; i < r->ig->nendpoints; i++) {
 		const struct conf_endpoint *ep = &r->ig->endpoints[i];
 		if (strlen(ep->method) == r->http.method_len &&
 		    memcmp(ep->method, r->http.method, r->http.method_len) == 0 &&
 		    route_pattern_match(&ep->pattern, &r->target,
-		    r->ig->prefix_pat.nseg, vals, lens)) {
+		    r->ig->prefix_pat.nseg, vals, lens) &&
+		    (r->ep == NULL || ep->pattern.nparams < r->ep->pattern.nparams))
 			r->ep = ep;
-			break;
-		}
 	}
 	if (r->ep == NULL) {
 		conn_error(c, 403, "endpoint_not_allowed", "method and path are "
@@ -713,6 +735,28 @@ static void
 conn_upstream_done(void *arg, struct upstream_result *res);
 
 /*
+ * Append the canonical percent-encoding of a parameter value after its
+ * action. 0, or 1 when the action refuses the value (format_preserve of
+ * fewer than 6 digits, say), -1 on error.
+ */
+static int
+conn_apply_text(struct request *r, enum policy_action a, const char *v,
+    size_t len, struct buf *out)
+{
+	struct buf	t = { 0 };
+	int		rc;
+
+	if (a == POLICY_ALLOW)
+		return route_encode(out, v, len);
+	if (a == POLICY_DROP)
+		return 1;
+	if ((rc = token_apply_text(&r->tok, a, v, len, &t)) == 0)
+		rc = route_encode(out, t.data, t.len);
+	buf_free(&t);
+	return rc;
+}
+
+/*
  * The request is complete: build what the processor will receive from the
  * policy decision alone (invariant 1) and send it.
  */
@@ -728,8 +772,10 @@ conn_forward(struct conn *c)
 	struct buf			 out = { 0 }, body = { 0 };
 	struct route_query_iter		 qi;
 	enum policy_action		 a;
+	struct policy_transform		 xf = { token_xform_request, &r->tok };
 	char				 err[160], msg[256];
 	int				 rc, nq = 0, has_body;
+	size_t				 qlen;
 
 	bufferevent_disable(c->bev, EV_READ);
 	c->state = C_UPSTREAM;
@@ -742,7 +788,7 @@ conn_forward(struct conn *c)
 	if (has_body) {
 		body.max = 0;
 		rc = policy_apply_json(ep->request, c->w->json, r->body.data,
-		    r->body.len, NULL, &body, &r->rep, err, sizeof(err));
+		    r->body.len, &xf, &body, &r->rep, err, sizeof(err));
 		if (rc == -1) {
 			snprintf(msg, sizeof(msg), "request body refused: %s", err);
 			buf_free(&body);
@@ -764,17 +810,17 @@ conn_forward(struct conn *c)
 			continue;
 		}
 		a = ep->params[p].action;
-		if (a != POLICY_ALLOW) {
-			/* conf_load refuses actions this build cannot apply. */
+		if (conn_apply_text(r, a, vals[p], lens[p], &out) != 0) {
+			/* A path cannot lose a segment: refuse the call. */
 			buf_free(&out);
 			buf_free(&body);
-			conn_error(c, 500, "internal_error", "unsupported "
-			    "parameter action", 1);
+			conn_error(c, 400, "bad_request", "a path parameter "
+			    "cannot be transformed by its action", 0);
 			return;
 		}
-		route_encode(&out, vals[p], lens[p]);
-		policy_report_add(&r->rep, POLICY_ALLOW, ep->params[p].name,
+		policy_report_add(&r->rep_params, a, ep->params[p].name,
 		    strlen(ep->params[p].name));
+		r->rep_params.count[a]++;
 		p++;
 	}
 	/* Query: each parameter decided on its own; unlisted ones dropped. */
@@ -783,16 +829,33 @@ conn_forward(struct conn *c)
 		while ((rc = route_query_next(&qi, err, sizeof(err))) == 1) {
 			a = ep->query ? policy_names_lookup(ep->query,
 			    qi.name.data, qi.name.len) : POLICY_DROP;
-			if (a != POLICY_ALLOW) {
-				r->rep.count[POLICY_DROP]++;
+			qlen = out.len;
+			if (a != POLICY_DROP) {
+				buf_append_char(&out, nq ? '&' : '?');
+				route_encode(&out, qi.name.data, qi.name.len);
+				if (qi.has_value) {
+					buf_append_char(&out, '=');
+					if (conn_apply_text(r, a, qi.value.data,
+					    qi.value.len, &out) != 0) {
+						buf_truncate(&out, qlen);
+						a = POLICY_DROP;
+					}
+				}
+			}
+			r->rep_query.count[a]++;
+			if (a == POLICY_DROP) {
+				/* A name no rule lists may itself be data. */
+				policy_report_add(&r->rep_query, a,
+				    ep->query && policy_names_lookup(ep->query,
+				    qi.name.data, qi.name.len) != POLICY_DROP ?
+				    qi.name.data : "*", ep->query &&
+				    policy_names_lookup(ep->query, qi.name.data,
+				    qi.name.len) != POLICY_DROP ? qi.name.len : 1);
 				continue;
 			}
-			buf_append_char(&out, nq++ ? '&' : '?');
-			route_encode(&out, qi.name.data, qi.name.len);
-			if (qi.has_value) {
-				buf_append_char(&out, '=');
-				route_encode(&out, qi.value.data, qi.value.len);
-			}
+			policy_report_add(&r->rep_query, a, qi.name.data,
+			    qi.name.len);
+			nq++;
 		}
 		route_query_free(&qi);
 		if (rc == -1) {
@@ -809,8 +872,14 @@ conn_forward(struct conn *c)
 	for (i = 0; i < r->http.nheaders; i++) {
 		const struct http_header *h = &r->http.headers[i];
 		if (policy_names_lookup(r->ig->headers_allow, h->name,
-		    h->name_len) != POLICY_ALLOW)
+		    h->name_len) != POLICY_ALLOW) {
+			r->rep_headers.count[POLICY_DROP]++;
+			policy_report_add(&r->rep_headers, POLICY_DROP, "*", 1);
 			continue;
+		}
+		r->rep_headers.count[POLICY_ALLOW]++;
+		policy_report_add(&r->rep_headers, POLICY_ALLOW, h->name,
+		    h->name_len);
 		if (h->name_len == 12 && strncasecmp(h->name, "X-Request-Id",
 		    12) == 0)
 			head_add(&out, h->name, h->name_len, r->id, strlen(r->id));
@@ -839,6 +908,37 @@ conn_forward(struct conn *c)
 	if (r->x == NULL)
 		conn_error(c, 502, "upstream_error", "cannot start upstream "
 		    "exchange", 0);
+}
+
+/*
+ * Turn this pair's tokens at the endpoint's response paths back into
+ * values. A body that is not valid JSON passes unchanged (it came from the
+ * processor and goes to the service; nothing leaves) and is counted.
+ */
+static void
+conn_detokenize(struct conn *c, struct buf *body)
+{
+	struct request		*r = c->req;
+	struct policy_transform	 xf = { token_xform_response, &r->tok };
+	struct buf		 out = { 0 };
+	char			 err[128], labels[128];
+
+	snprintf(labels, sizeof(labels), "integration=\"%s\"", r->ig->name);
+	if (policy_apply_response(r->ep->response, c->w->json, body->data,
+	    body->len, &xf, &out, err, sizeof(err)) == -1) {
+		metrics_add(c->w->metrics,
+		    "subgate_responses_not_detokenized_total", labels, 1);
+		buf_free(&out);
+		return;
+	}
+	buf_free(body);
+	*body = out;
+	if (r->tok.tokens_restored)
+		metrics_add(c->w->metrics, "subgate_tokens_restored_total",
+		    labels, r->tok.tokens_restored);
+	if (r->tok.tokens_foreign)
+		metrics_add(c->w->metrics, "subgate_tokens_untouched_total",
+		    labels, r->tok.tokens_foreign);
 }
 
 static void
@@ -876,6 +976,10 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 		    "compressed response on an endpoint that detokenises", 0);
 		return;
 	}
+	if (r->ep->response != NULL && res->body.len > 0 &&
+	    content_type_json(http_header_find(res->headers, res->nheaders,
+	    "Content-Type")))
+		conn_detokenize(c, &res->body);
 	r->status = res->status;
 	buf_printf(&head, "HTTP/1.1 %d %s\r\n", res->status,
 	    http_reason(res->status));

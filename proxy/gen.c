@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "gen.h"
+#include "keys.h"
 #include "policy.h"
 #include "tls.h"
 
@@ -16,7 +17,7 @@ static struct gen	*gen_now;
 unsigned
 gen_implemented_actions(void)
 {
-	return (1u << POLICY_ALLOW) | (1u << POLICY_DROP);
+	return (1u << POLICY_NACTIONS) - 1;
 }
 
 static int
@@ -82,6 +83,52 @@ gen_hash(struct gen *g)
 		snprintf(g->policy_hash + 2 * i, 3, "%02x", h[i]);
 }
 
+static int
+gen_rules_transform(const struct policy_rules *r)
+{
+	enum policy_action	a;
+	size_t			i;
+
+	for (i = 0; r != NULL && i < policy_rules_count(r); i++) {
+		policy_rules_path(r, i, &a);
+		if (a != POLICY_ALLOW && a != POLICY_DROP)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does the config use an action that needs keys? Names the first place. */
+static int
+gen_needs_keys(const struct conf *c, char *where, size_t len)
+{
+	enum policy_action	 a;
+	size_t			 i, j, k;
+
+	for (i = 0; i < c->nintegrations; i++) {
+		const struct conf_integration *ig = &c->integrations[i];
+		for (j = 0; j < ig->nendpoints; j++) {
+			const struct conf_endpoint *ep = &ig->endpoints[j];
+			int use = gen_rules_transform(ep->request) ||
+			    ep->response != NULL;
+			for (k = 0; k < ep->pattern.nparams; k++)
+				if (ep->params[k].action != POLICY_ALLOW)
+					use = 1;
+			for (k = 0; ep->query != NULL &&
+			    k < policy_names_count(ep->query); k++) {
+				policy_names_at(ep->query, k, &a);
+				if (a != POLICY_ALLOW && a != POLICY_DROP)
+					use = 1;
+			}
+			if (use) {
+				snprintf(where, len, "integrations[%s].endpoints"
+				    "[%s %s]", ig->name, ep->method, ep->path);
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
 struct gen *
 gen_build(const char *path, uint64_t id, char *err, size_t errlen)
 {
@@ -107,6 +154,14 @@ gen_build(const char *path, uint64_t id, char *err, size_t errlen)
 			if (gen_add_account(g, &g->conf->tenants[t].uses[u].account,
 			    err, errlen) == -1)
 				goto fail;
+	if (g->conf->has_keys) {
+		if ((g->keys = keys_load(g->conf, err, errlen)) == NULL)
+			goto fail;
+	} else if (gen_needs_keys(g->conf, e, sizeof(e))) {
+		snprintf(err, errlen, "%s: %s uses an action other than allow: "
+		    "add a keys section (see subgatectl keys init)", path, e);
+		goto fail;
+	}
 	gen_hash(g);
 	return g;
 fail:
@@ -131,6 +186,7 @@ gen_unref(struct gen *g)
 		SSL_CTX_free(g->accounts[i].ctx);
 	free(g->accounts);
 	SSL_CTX_free(g->server_ctx);
+	keys_free(g->keys);
 	conf_free(g->conf);
 	free(g);
 }
