@@ -27,6 +27,7 @@
 #include "keys.h"
 #include "log.h"
 #include "policy.h"
+#include "rewrite.h"
 #include "route.h"
 #include "tls.h"
 #include "token.h"
@@ -65,10 +66,7 @@ struct request {
 	struct upstream_exchange	*x;
 	double				 upstream_s;
 	struct token_ctx		 tok;		/* keys and counters of this pair */
-	struct policy_report		 rep;		/* body fields */
-	struct policy_report		 rep_params;
-	struct policy_report		 rep_query;
-	struct policy_report		 rep_headers;
+	struct rewrite_report		 rep;		/* what the policy decided */
 	int				 status;
 	size_t				 bytes_in, bytes_out;
 };
@@ -126,10 +124,7 @@ request_free(struct conn *c)
 	buf_free(&r->body);
 	free(r->hdrs);
 	route_target_free(&r->target);
-	policy_report_free(&r->rep);
-	policy_report_free(&r->rep_params);
-	policy_report_free(&r->rep_query);
-	policy_report_free(&r->rep_headers);
+	rewrite_report_free(&r->rep);
 	gen_unref(r->gen);
 	free(r);
 	c->req = NULL;
@@ -431,10 +426,11 @@ request_account(struct conn *c)
 	metrics_add(c->w->metrics, "subgate_requests_total", labels, 1);
 	metrics_observe(c->w->metrics, "subgate_request_duration_seconds", "",
 	    dur);
-	if (r->rep.count[POLICY_DROP] + r->rep.dropped_nonscalar > 0) {
+	if (r->rep.fields.count[POLICY_DROP] + r->rep.fields.dropped_nonscalar > 0) {
 		snprintf(labels, sizeof(labels), "integration=\"%s\"", ig);
 		metrics_add(c->w->metrics, "subgate_fields_dropped_total",
-		    labels, r->rep.count[POLICY_DROP]);
+		    labels, r->rep.fields.count[POLICY_DROP] +
+		    r->rep.fields.dropped_nonscalar);
 	}
 	clock_gettime(CLOCK_REALTIME, &wall);
 	gmtime_r(&wall.tv_sec, &tm);
@@ -735,174 +731,46 @@ static void
 conn_upstream_done(void *arg, struct upstream_result *res);
 
 /*
- * Append the canonical percent-encoding of a parameter value after its
- * action. 0, or 1 when the action refuses the value (format_preserve of
- * fewer than 6 digits, say), -1 on error.
- */
-static int
-conn_apply_text(struct request *r, enum policy_action a, const char *v,
-    size_t len, struct buf *out)
-{
-	struct buf	t = { 0 };
-	int		rc;
-
-	if (a == POLICY_ALLOW)
-		return route_encode(out, v, len);
-	if (a == POLICY_DROP)
-		return 1;
-	if ((rc = token_apply_text(&r->tok, a, v, len, &t)) == 0)
-		rc = route_encode(out, t.data, t.len);
-	buf_free(&t);
-	return rc;
-}
-
-/*
  * The request is complete: build what the processor will receive from the
  * policy decision alone (invariant 1) and send it.
  */
 static void
 conn_forward(struct conn *c)
 {
-	struct request			*r = c->req;
-	const struct conf_endpoint	*ep = r->ep;
-	const struct conf_account	*acct = &r->use->account;
-	const struct gen_account	*ga;
-	const char			*vals[ROUTE_MAX_PARAMS];
-	size_t				 lens[ROUTE_MAX_PARAMS], i, p;
-	struct buf			 out = { 0 }, body = { 0 };
-	struct route_query_iter		 qi;
-	enum policy_action		 a;
-	struct policy_transform		 xf = { token_xform_request, &r->tok };
-	char				 err[160], msg[256];
-	int				 rc, nq = 0, has_body;
-	size_t				 qlen;
+	struct request		*r = c->req;
+	struct rewrite_in	 in;
+	struct buf		 out = { 0 };
+	const struct gen_account *ga;
+	const char		*m = r->ep->method;
+	size_t			 body_len;
+	char			 err[160], msg[256];
 
 	bufferevent_disable(c->bev, EV_READ);
 	c->state = C_UPSTREAM;
 	evtimer_del(c->timer);
-	route_pattern_match(&ep->pattern, &r->target, r->ig->prefix_pat.nseg,
-	    vals, lens);
-
-	/* Body first: a refusal must not leave anything half-built. */
-	has_body = r->body.len > 0;
-	if (has_body) {
-		body.max = 0;
-		rc = policy_apply_json(ep->request, c->w->json, r->body.data,
-		    r->body.len, &xf, &body, &r->rep, err, sizeof(err));
-		if (rc == -1) {
-			snprintf(msg, sizeof(msg), "request body refused: %s", err);
-			buf_free(&body);
-			conn_error(c, 400, "bad_request", msg, 0);
-			return;
-		}
+	memset(&in, 0, sizeof(in));
+	in.ig = r->ig;
+	in.ep = r->ep;
+	in.acct = &r->use->account;
+	in.target = &r->target;
+	in.headers = r->http.headers;
+	in.nheaders = r->http.nheaders;
+	in.body = r->body.data;
+	in.body_len = r->body.len;
+	in.request_id = r->id;
+	in.tok = &r->tok;
+	in.json = c->w->json;
+	if (rewrite_request(&in, &out, &body_len, &r->rep, err,
+	    sizeof(err)) == -1) {
+		snprintf(msg, sizeof(msg), "request refused: %s", err);
+		buf_free(&out);
+		conn_error(c, 400, "bad_request", msg, 0);
+		return;
 	}
-
-	/* Request line: the path rebuilt from the pattern and the params. */
-	buf_append_str(&out, ep->method);
-	buf_append_char(&out, ' ');
-	if (ep->pattern.nseg == 0)
-		buf_append_char(&out, '/');
-	for (i = 0, p = 0; i < ep->pattern.nseg; i++) {
-		buf_append_char(&out, '/');
-		if (!ep->pattern.is_param[i]) {
-			route_encode(&out, ep->pattern.seg[i],
-			    strlen(ep->pattern.seg[i]));
-			continue;
-		}
-		a = ep->params[p].action;
-		if (conn_apply_text(r, a, vals[p], lens[p], &out) != 0) {
-			/* A path cannot lose a segment: refuse the call. */
-			buf_free(&out);
-			buf_free(&body);
-			conn_error(c, 400, "bad_request", "a path parameter "
-			    "cannot be transformed by its action", 0);
-			return;
-		}
-		policy_report_add(&r->rep_params, a, ep->params[p].name,
-		    strlen(ep->params[p].name));
-		r->rep_params.count[a]++;
-		p++;
-	}
-	/* Query: each parameter decided on its own; unlisted ones dropped. */
-	if (r->target.query != NULL) {
-		route_query_init(&qi, r->target.query, r->target.query_len);
-		while ((rc = route_query_next(&qi, err, sizeof(err))) == 1) {
-			a = ep->query ? policy_names_lookup(ep->query,
-			    qi.name.data, qi.name.len) : POLICY_DROP;
-			qlen = out.len;
-			if (a != POLICY_DROP) {
-				buf_append_char(&out, nq ? '&' : '?');
-				route_encode(&out, qi.name.data, qi.name.len);
-				if (qi.has_value) {
-					buf_append_char(&out, '=');
-					if (conn_apply_text(r, a, qi.value.data,
-					    qi.value.len, &out) != 0) {
-						buf_truncate(&out, qlen);
-						a = POLICY_DROP;
-					}
-				}
-			}
-			r->rep_query.count[a]++;
-			if (a == POLICY_DROP) {
-				/* A name no rule lists may itself be data. */
-				policy_report_add(&r->rep_query, a,
-				    ep->query && policy_names_lookup(ep->query,
-				    qi.name.data, qi.name.len) != POLICY_DROP ?
-				    qi.name.data : "*", ep->query &&
-				    policy_names_lookup(ep->query, qi.name.data,
-				    qi.name.len) != POLICY_DROP ? qi.name.len : 1);
-				continue;
-			}
-			policy_report_add(&r->rep_query, a, qi.name.data,
-			    qi.name.len);
-			nq++;
-		}
-		route_query_free(&qi);
-		if (rc == -1) {
-			snprintf(msg, sizeof(msg), "query refused: %s", err);
-			buf_free(&out);
-			buf_free(&body);
-			conn_error(c, 400, "bad_request", msg, 0);
-			return;
-		}
-	}
-	buf_append_str(&out, " HTTP/1.1\r\n");
-	head_add(&out, "Host", 4, acct->server_name, strlen(acct->server_name));
-	/* Allowed headers from the service; X-Request-Id is ours. */
-	for (i = 0; i < r->http.nheaders; i++) {
-		const struct http_header *h = &r->http.headers[i];
-		if (policy_names_lookup(r->ig->headers_allow, h->name,
-		    h->name_len) != POLICY_ALLOW) {
-			r->rep_headers.count[POLICY_DROP]++;
-			policy_report_add(&r->rep_headers, POLICY_DROP, "*", 1);
-			continue;
-		}
-		r->rep_headers.count[POLICY_ALLOW]++;
-		policy_report_add(&r->rep_headers, POLICY_ALLOW, h->name,
-		    h->name_len);
-		if (h->name_len == 12 && strncasecmp(h->name, "X-Request-Id",
-		    12) == 0)
-			head_add(&out, h->name, h->name_len, r->id, strlen(r->id));
-		else
-			head_add(&out, h->name, h->name_len, h->value,
-			    h->value_len);
-	}
-	for (i = 0; i < acct->nset; i++)
-		head_add(&out, acct->set[i].name, strlen(acct->set[i].name),
-		    acct->set[i].value, acct->set[i].value_len);
-	buf_append_str(&out, "Accept-Encoding: identity\r\n");
-	if (ep->has_request && (has_body || strcmp(ep->method, "GET") != 0)) {
-		buf_append_str(&out, "Content-Type: application/json\r\n");
-		buf_printf(&out, "Content-Length: %zu\r\n", body.len);
-	}
-	buf_append_str(&out, "\r\n");
-	buf_append(&out, body.data, body.len);
-	buf_free(&body);
-
 	ga = gen_account_for(r->gen, r->use);
 	r->x = upstream_start(c->w->pools, r->gen, ga, &out,
-	    strcmp(ep->method, "HEAD") == 0,
-	    strcmp(ep->method, "POST") != 0 && strcmp(ep->method, "PATCH") != 0,
+	    strcmp(m, "HEAD") == 0,
+	    strcmp(m, "POST") != 0 && strcmp(m, "PATCH") != 0,
 	    conn_upstream_done, c);
 	buf_free(&out);
 	if (r->x == NULL)

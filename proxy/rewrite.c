@@ -1,0 +1,209 @@
+/* rewrite.c -- build the request a processor receives from the policy decision (pure)
+ *
+ * Nothing of the service's request is copied through: the request line is
+ * rebuilt from the endpoint pattern, each parameter, query parameter,
+ * header and body field is decided by a rule, and everything no rule names
+ * is left out (invariants 1 and 2). conn.c sends the result; subgatectl
+ * policy explain prints it.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rewrite.h"
+
+void
+rewrite_report_free(struct rewrite_report *rep)
+{
+	policy_report_free(&rep->fields);
+	policy_report_free(&rep->params);
+	policy_report_free(&rep->query);
+	policy_report_free(&rep->headers);
+}
+
+/*
+ * Append the canonical percent-encoding of a value after its action.
+ * 0, or 1 when the action refuses the value (format_preserve of fewer than
+ * 6 digits, say), -1 on error.
+ */
+static int
+rewrite_text(struct token_ctx *tok, enum policy_action a, const char *v,
+    size_t len, struct buf *out)
+{
+	struct buf	t = { 0 };
+	int		rc;
+
+	if (a == POLICY_ALLOW)
+		return route_encode(out, v, len);
+	if (a == POLICY_DROP)
+		return 1;
+	if ((rc = token_apply_text(tok, a, v, len, &t)) == 0)
+		rc = route_encode(out, t.data, t.len);
+	buf_free(&t);
+	return rc;
+}
+
+static void
+rewrite_header(struct buf *b, const char *name, size_t nlen, const char *v,
+    size_t vlen)
+{
+	buf_append(b, name, nlen);
+	buf_append(b, ": ", 2);
+	buf_append(b, v, vlen);
+	buf_append(b, "\r\n", 2);
+}
+
+/* The path rebuilt from the pattern, each parameter after its action. */
+static int
+rewrite_path(const struct rewrite_in *in, struct buf *out,
+    struct policy_report *rep, char *err, size_t errlen)
+{
+	const struct conf_endpoint	*ep = in->ep;
+	const char			*vals[ROUTE_MAX_PARAMS];
+	size_t				 lens[ROUTE_MAX_PARAMS], i, p;
+	enum policy_action		 a;
+
+	if (!route_pattern_match(&ep->pattern, in->target,
+	    in->ig->prefix_pat.nseg, vals, lens)) {
+		snprintf(err, errlen, "path does not match the endpoint");
+		return -1;
+	}
+	if (ep->pattern.nseg == 0)
+		buf_append_char(out, '/');
+	for (i = 0, p = 0; i < ep->pattern.nseg; i++) {
+		buf_append_char(out, '/');
+		if (!ep->pattern.is_param[i]) {
+			route_encode(out, ep->pattern.seg[i],
+			    strlen(ep->pattern.seg[i]));
+			continue;
+		}
+		a = ep->params[p].action;
+		if (rewrite_text(in->tok, a, vals[p], lens[p], out) != 0) {
+			/* A path cannot lose a segment: refuse the call. */
+			snprintf(err, errlen, "path parameter \"%s\" cannot be "
+			    "transformed by its action", ep->params[p].name);
+			return -1;
+		}
+		policy_report_add(rep, a, ep->params[p].name,
+		    strlen(ep->params[p].name));
+		rep->count[a]++;
+		p++;
+	}
+	return 0;
+}
+
+/* Each query parameter decided on its own; unlisted ones dropped. */
+static int
+rewrite_query(const struct rewrite_in *in, struct buf *out,
+    struct policy_report *rep, char *err, size_t errlen)
+{
+	const struct conf_endpoint	*ep = in->ep;
+	struct route_query_iter		 qi;
+	enum policy_action		 a, listed;
+	size_t				 mark;
+	int				 rc, n = 0;
+
+	if (in->target->query == NULL)
+		return 0;
+	route_query_init(&qi, in->target->query, in->target->query_len);
+	while ((rc = route_query_next(&qi, err, errlen)) == 1) {
+		listed = ep->query ? policy_names_lookup(ep->query,
+		    qi.name.data, qi.name.len) : POLICY_DROP;
+		a = listed;
+		mark = out->len;
+		if (a != POLICY_DROP) {
+			buf_append_char(out, n ? '&' : '?');
+			route_encode(out, qi.name.data, qi.name.len);
+			if (qi.has_value) {
+				buf_append_char(out, '=');
+				if (rewrite_text(in->tok, a, qi.value.data,
+				    qi.value.len, out) != 0) {
+					buf_truncate(out, mark);
+					a = POLICY_DROP;
+				}
+			}
+		}
+		rep->count[a]++;
+		if (a != POLICY_DROP)
+			n++;
+		/* A name no rule lists may itself be data: "*". */
+		if (listed == POLICY_DROP)
+			policy_report_add(rep, a, "*", 1);
+		else
+			policy_report_add(rep, a, qi.name.data, qi.name.len);
+	}
+	route_query_free(&qi);
+	return rc == -1 ? -1 : 0;
+}
+
+int
+rewrite_request(const struct rewrite_in *in, struct buf *out,
+    size_t *body_len, struct rewrite_report *rep, char *err, size_t errlen)
+{
+	const struct conf_endpoint	*ep = in->ep;
+	const struct conf_account	*acct = in->acct;
+	struct policy_transform		 xf = { token_xform_request, in->tok };
+	struct buf			 body = { 0 };
+	char				 e[160];
+	size_t				 i;
+
+	/* Body first: a refusal must not leave anything half-built. */
+	if (in->body_len > 0 && policy_apply_json(ep->request, in->json,
+	    in->body, in->body_len, &xf, &body, &rep->fields, e,
+	    sizeof(e)) == -1) {
+		snprintf(err, errlen, "request body: %s", e);
+		goto fail;
+	}
+	buf_append_str(out, ep->method);
+	buf_append_char(out, ' ');
+	if (rewrite_path(in, out, &rep->params, err, errlen) == -1)
+		goto fail;
+	if (rewrite_query(in, out, &rep->query, e, sizeof(e)) == -1) {
+		snprintf(err, errlen, "query: %s", e);
+		goto fail;
+	}
+	buf_append_str(out, " HTTP/1.1\r\n");
+	rewrite_header(out, "Host", 4, acct->server_name,
+	    strlen(acct->server_name));
+	/* Listed headers from the service; X-Request-Id is subgate's own. */
+	for (i = 0; i < in->nheaders; i++) {
+		const struct http_header *h = &in->headers[i];
+		if (policy_names_lookup(in->ig->headers_allow, h->name,
+		    h->name_len) != POLICY_ALLOW) {
+			rep->headers.count[POLICY_DROP]++;
+			policy_report_add(&rep->headers, POLICY_DROP, "*", 1);
+			continue;
+		}
+		rep->headers.count[POLICY_ALLOW]++;
+		policy_report_add(&rep->headers, POLICY_ALLOW, h->name,
+		    h->name_len);
+		if (h->name_len == 12 &&
+		    strncasecmp(h->name, "X-Request-Id", 12) == 0)
+			rewrite_header(out, h->name, h->name_len,
+			    in->request_id, strlen(in->request_id));
+		else
+			rewrite_header(out, h->name, h->name_len, h->value,
+			    h->value_len);
+	}
+	for (i = 0; i < acct->nset; i++)
+		rewrite_header(out, acct->set[i].name,
+		    strlen(acct->set[i].name), acct->set[i].value,
+		    acct->set[i].value_len);
+	buf_append_str(out, "Accept-Encoding: identity\r\n");
+	if (ep->has_request && (in->body_len > 0 ||
+	    (strcmp(ep->method, "GET") != 0 && strcmp(ep->method, "HEAD") != 0))) {
+		buf_append_str(out, "Content-Type: application/json\r\n");
+		buf_printf(out, "Content-Length: %zu\r\n", body.len);
+	}
+	buf_append_str(out, "\r\n");
+	if (buf_append(out, body.data, body.len) == -1) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	*body_len = body.len;
+	buf_free(&body);
+	return 0;
+fail:
+	buf_free(&body);
+	return -1;
+}

@@ -1,0 +1,54 @@
+/* rewrite.h -- build the request a processor receives from the policy decision (pure) */
+#ifndef SUBGATE_REWRITE_H
+#define SUBGATE_REWRITE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "http.h"
+#include "json.h"
+#include "policy.h"
+#include "route.h"
+#include "token.h"
+
+/* Everything the rewrite reads; all borrowed. */
+struct rewrite_in {
+	const struct conf_integration	*ig;
+	const struct conf_endpoint	*ep;
+	const struct conf_account	*acct;		/* effective account */
+	const struct route_target	*target;	/* canonical request target */
+	const struct http_header	*headers;	/* the service's headers */
+	size_t				 nheaders;
+	const char			*body;		/* the service's body */
+	size_t				 body_len;
+	const char			*request_id;	/* forwarded if X-Request-Id is allowed */
+	struct token_ctx		*tok;		/* keys of the (tenant, integration) pair */
+	struct json_reader		*json;		/* reused reader with the depth limit */
+};
+
+/* What was decided, per part of the request, for the audit record. */
+struct rewrite_report {
+	struct policy_report	fields;
+	struct policy_report	params;
+	struct policy_report	query;
+	struct policy_report	headers;
+};
+
+void	rewrite_report_free(struct rewrite_report *rep);
+
+/*
+ * Produce in out the whole upstream request (request line, headers, body)
+ * from the endpoint's rules alone: the path rebuilt from the pattern and
+ * the decided params, only listed query parameters and headers, the
+ * account's set headers, Host = server_name, Accept-Encoding: identity,
+ * Content-Type and Content-Length set here. *body_len is the length of the
+ * forwarded body (it is the tail of out). Returns 0, or -1 with a reason
+ * for a 400 in err (a body that is not acceptable JSON, a path parameter
+ * its action refuses, a malformed query); out is then undefined.
+ */
+int	rewrite_request(const struct rewrite_in *in, struct buf *out,
+	    size_t *body_len, struct rewrite_report *rep, char *err,
+	    size_t errlen);
+
+#endif
