@@ -399,6 +399,26 @@ request_id_new(char *out)
 		snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
+/* The method for logs: a standard one by name, anything a client made up
+ * as "other" (it is the client's text). */
+static const char *
+request_method_name(const struct request *r)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
+	    "PATCH", "DELETE", "OPTIONS", NULL };
+	size_t	i;
+
+	if (r->ep != NULL)
+		return r->ep->method;
+	if (r->http.head_len == 0)
+		return "-";
+	for (i = 0; known[i] != NULL; i++)
+		if (strlen(known[i]) == r->http.method_len &&
+		    memcmp(known[i], r->http.method, r->http.method_len) == 0)
+			return known[i];
+	return "other";
+}
+
 /* The per-request log line and metrics. Never a value, path or query. */
 static void
 request_account(struct conn *c)
@@ -439,8 +459,8 @@ request_account(struct conn *c)
 	    "tenant=%s integration=%s method=%.*s endpoint=\"%s\" status=%d "
 	    "bytes_in=%zu bytes_out=%zu duration_ms=%.3f upstream_ms=%.3f\n",
 	    ts, wall.tv_nsec / 1000000, r->id, r->tenant ? r->tenant->id : "-", ig,
-	    r->ep ? (int)strlen(r->ep->method) : 1,
-	    r->ep ? r->ep->method : "-", r->ep ? r->ep->path : "-", r->status,
+	    (int)strlen(request_method_name(r)), request_method_name(r),
+	    r->ep ? r->ep->path : "-", r->status,
 	    r->bytes_in, r->bytes_out, dur * 1000, r->upstream_s * 1000);
 	log_line(line.data, line.len);
 	buf_free(&line);

@@ -95,6 +95,10 @@ left = block("what the service sent", ["POST /crm/v1/contacts", "Content-Type: a
 hdrs = ["%s: %s" % (k, "<secret from conf/secrets>" if k.lower() == "authorization" else v) for k, v in got["headers"]]
 body = json.dumps(got["json"], indent=2).splitlines() if got["json"] is not None else [got["body"]]
 right = block("what the processor received", ["%s %s" % (got["method"], got["target"])] + hdrs + [""] + body)
+def cut(l, n=64):
+	return l if len(l) <= n else l[:n - 3] + "..."
+left = [cut(l) for l in left]
+right = [cut(l) for l in right]
 w = max(len(l) for l in left) + 3
 for i in range(max(len(left), len(right))):
 	a = left[i] if i < len(left) else ""
