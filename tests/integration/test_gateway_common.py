@@ -188,7 +188,7 @@ def wait_metric(gw, name, value, timeout=5.0, **labels):
 			       what="%s%r >= %s" % (name, labels, value)) and metric(gw, name, **labels)
 
 
-def no_new_records(proc, settle=0.3):
+def no_new_records(proc, settle=0.1):
 	"""The processor received nothing since its records were cleared
 	(waits a moment so a late forward would show)."""
 	time.sleep(settle)
