@@ -815,7 +815,7 @@ w_retention(struct audit_writer *w)
 	    list_segments(w->dirfd, &ids, &n) == -1)
 		goto out;
 	cutoff = now_ms(w) - w->retention_ms;
-	for (i = 0; i + 1 < n && ids[i + 1] < w->seg_id; i++) {
+	for (i = 0; i + 1 < n && ids[i] < w->seg_id; i++) {
 		if (ids[i + 1] != ids[i] + 1 ||
 		    read_header(w->dirfd, ids[i + 1], &h) == -1 ||
 		    h.created_ms >= cutoff)
