@@ -1117,7 +1117,7 @@ pw_run(struct pwalk *w, struct pw_frame *stack)
 			    SEG_STAR, 1);
 		if (prc != 0)
 			return pw_fail(w, "field path too long");
-		dstar = leaf = descend = 0;
+		dstar = leaf = 0;
 		for (i = cs; i < ce; i++) {
 			n = live[i];
 			if (n->has_dstar) {
@@ -1255,7 +1255,8 @@ pw_apply(const struct policy_rules *rules, struct json_reader *r,
 	w.pathcap = PW_STACK_PATH;
 	if (rules->nnodes + 1 > PW_STACK_LIVE) {
 		w.livecap = rules->nnodes + 1;
-		if ((w.live = malloc(w.livecap * sizeof(*w.live))) == NULL)
+		w.live = calloc(w.livecap, sizeof(const struct pnode *));
+		if (w.live == NULL)
 			goto nomem;
 	}
 	if (rules->maxpath > PW_STACK_PATH) {

@@ -568,6 +568,66 @@ test_report_many(void **state)
 	json_reader_free(rd);
 }
 
+/* Long rule keys and deep documents go past the walk's stack buffers. */
+static void
+test_apply_big(void **state)
+{
+	struct json_reader	*rd;
+	struct policy_rules	*r;
+	struct policy_report	 rep;
+	struct buf		 doc = { 0 }, out = { 0 }, path = { 0 };
+	char			 err[256];
+	int			 i;
+
+	(void)state;
+	memset(&rep, 0, sizeof(rep));
+	assert_non_null(rd = json_reader_new(200));
+	assert_non_null(r = policy_rules_new());
+	/* a 3000-byte key, quoted in the rule since it holds a dot */
+	buf_append_str(&path, "\"");
+	for (i = 0; i < 3000; i++)
+		buf_append_char(&path, i == 1500 ? '.' : 'k');
+	buf_append_str(&path, "\".v");
+	assert_int_equal(policy_rules_add(r, path.data, POLICY_ALLOW, err,
+	    sizeof(err)), 0);
+	/* 150 levels of "d" under "deep", with a scalar at the bottom */
+	buf_reset(&path);
+	buf_append_str(&path, "deep");
+	for (i = 0; i < 150; i++)
+		buf_append_str(&path, ".d");
+	assert_int_equal(policy_rules_add(r, path.data, POLICY_ALLOW, err,
+	    sizeof(err)), 0);
+	buf_append_str(&doc, "{\"");
+	for (i = 0; i < 3000; i++)
+		buf_append_char(&doc, i == 1500 ? '.' : 'k');
+	buf_append_str(&doc, "\":{\"v\":1,\"w\":2},\"deep\":");
+	for (i = 0; i < 150; i++)
+		buf_append_str(&doc, "{\"d\":");
+	buf_append_str(&doc, "7,\"x\":8");
+	for (i = 0; i < 150; i++)
+		buf_append_str(&doc, "}");
+	buf_append_str(&doc, "}");
+	assert_int_equal(policy_apply_json(r, rd, doc.data, doc.len, NULL,
+	    &out, &rep, err, sizeof(err)), 0);
+	assert_int_equal(rep.count[POLICY_ALLOW], 2);
+	assert_int_equal(rep.npaths[POLICY_DROP], 2);
+	assert_int_equal(rep.count[POLICY_DROP], 2);
+	/* the dropped paths: the quoted key + ".*"; deep + 149 ".d" + ".*" */
+	assert_int_equal(rep.paths[POLICY_DROP].len, (3002 + 2) + 1 +
+	    (4 + 149 * 2 + 2) + 1);
+	assert_null(strstr(out.data, "\"w\""));
+	assert_null(strstr(out.data, "\"x\""));
+	assert_non_null(strstr(out.data, "{\"d\":7}"));
+	assert_int_equal(json_validate(out.data, out.len, 200, err,
+	    sizeof(err)), 0);
+	policy_rules_free(r);
+	policy_report_free(&rep);
+	buf_free(&doc);
+	buf_free(&out);
+	buf_free(&path);
+	json_reader_free(rd);
+}
+
 /* ---- responses ---- */
 
 struct resp_vec {
@@ -1035,6 +1095,7 @@ main(void)
 		cmocka_unit_test(test_apply_no_transform),
 		cmocka_unit_test(test_report),
 		cmocka_unit_test(test_report_many),
+		cmocka_unit_test(test_apply_big),
 		cmocka_unit_test(test_response),
 		cmocka_unit_test(test_property_allow_only),
 		cmocka_unit_test(test_actions),
