@@ -1,0 +1,542 @@
+/* test_audit.c -- the audit process: channels, group commit, acks, rotation, low disk, recovery */
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "audit.h"
+#include "auditfmt.h"
+#include "buf.h"
+#include "conf.h"
+
+struct fx {
+	char		 root[64];
+	char		 dir[96];
+	char		 signer_path[128];
+	char		 reader_path[128];
+	char		*readers[1];
+	unsigned char	 pub[32];
+	EVP_PKEY	*reader;
+	struct conf	 c;
+};
+
+static struct fx *
+fx_new(void)
+{
+	struct fx	*f = calloc(1, sizeof(*f));
+	EVP_PKEY	*k;
+	FILE		*fp;
+	int		 fd;
+
+	assert_non_null(f);
+	snprintf(f->root, sizeof(f->root), "/tmp/test_audit.XXXXXX");
+	assert_non_null(mkdtemp(f->root));
+	snprintf(f->dir, sizeof(f->dir), "%s/audit", f->root);
+	snprintf(f->signer_path, sizeof(f->signer_path), "%s/signer.pem",
+	    f->root);
+	snprintf(f->reader_path, sizeof(f->reader_path), "%s/reader.pub",
+	    f->root);
+	k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_int_equal(auditfmt_pub_raw(k, f->pub), 0);
+	fd = open(f->signer_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fp = fdopen(fd, "w");
+	assert_int_equal(PEM_write_PrivateKey(fp, k, NULL, NULL, 0, NULL,
+	    NULL), 1);
+	fclose(fp);
+	EVP_PKEY_free(k);
+	f->reader = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	fp = fopen(f->reader_path, "w");
+	assert_int_equal(PEM_write_PUBKEY(fp, f->reader), 1);
+	fclose(fp);
+	f->readers[0] = f->reader_path;
+	f->c.has_audit = 1;
+	f->c.audit_directory = f->dir;
+	f->c.audit_instance = "gw-test";
+	f->c.audit_segment_bytes = 64 << 20;
+	f->c.audit_segment_seconds = 86400;
+	f->c.audit_min_free_bytes = 0;
+	f->c.audit_checkpoint_records = 100;
+	f->c.audit_checkpoint_seconds = 10;
+	f->c.keys_audit_readers = f->readers;
+	f->c.keys_naudit_readers = 1;
+	f->c.keys_audit_signer = f->signer_path;
+	f->c.limits.audit_timeout_ms = 5000;
+	return f;
+}
+
+static void
+fx_free(struct fx *f)
+{
+	char	 cmd[160];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->root);
+	assert_int_equal(system(cmd), 0);
+	EVP_PKEY_free(f->reader);
+	free(f);
+}
+
+static int
+verify(struct fx *f, char *msg, size_t msglen)
+{
+	return audit_log_verify(f->dir, f->pub, NULL, msg, msglen, NULL);
+}
+
+/* Records read back: count by a member value and check their shape. */
+struct seen {
+	int		 total, tagged, bad, lifecycle[8];
+	const char	*tag;
+	uint64_t	 last_seq;
+	int		 in_order;
+};
+
+static int
+seen_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
+{
+	struct seen	*s = arg;
+	char		 pre[64], want[64];
+	const char	*inst = "\",\"instance\":\"gw-test\",";
+
+	(void)t;
+	/* seq, time, instance come first, then the submitted members. */
+	snprintf(pre, sizeof(pre), "{\"seq\":%llu,\"time\":\"",
+	    (unsigned long long)seq);
+	if (len < 80 || strncmp(json, pre, strlen(pre)) != 0 ||
+	    json[len - 1] != '}' ||
+	    strncmp(json + strlen(pre) + 24, inst, strlen(inst)) != 0 ||
+	    memchr(json, '\0', len) != NULL)
+		s->bad++;
+	if (s->total > 0 && seq != s->last_seq + 1)
+		s->in_order = 0;
+	s->last_seq = seq;
+	s->total++;
+	if (s->tag != NULL) {
+		snprintf(want, sizeof(want), "\"tag\":\"%s\"", s->tag);
+		if (strstr(json, want) != NULL)
+			s->tagged++;
+	}
+	if (strstr(json, "\"event\":\"start\"") != NULL)
+		s->lifecycle[0]++;
+	if (strstr(json, "\"event\":\"stop\"") != NULL)
+		s->lifecycle[1]++;
+	if (strstr(json, "\"event\":\"recovery\"") != NULL)
+		s->lifecycle[2]++;
+	if (strstr(json, "\"event\":\"rotation\"") != NULL)
+		s->lifecycle[3]++;
+	return 0;
+}
+
+static void
+read_all(struct fx *f, struct seen *s, const char *tag)
+{
+	char	 err[256];
+
+	memset(s, 0, sizeof(*s));
+	s->tag = tag;
+	s->in_order = 1;
+	assert_int_equal(audit_log_read(f->dir, f->reader, 0, 0, seen_cb, s,
+	    err, sizeof(err)), 0);
+	assert_int_equal(s->bad, 0);
+	assert_true(s->in_order);
+}
+
+/* A submitter: pipelines n records on one channel, then reads n acks. */
+struct submitter {
+	int		 fd, n, durable, unavailable, garbage;
+	uint64_t	 seqs[512];
+	const char	*tag;
+};
+
+static void *
+submit_thread(void *arg)
+{
+	struct submitter	*s = arg;
+	struct buf		 out = { 0 }, in = { 0 };
+	struct pollfd		 pfd;
+	size_t			 off = 0, consumed;
+	uint64_t		 cookie, seq, expect = 0;
+	ssize_t			 r;
+	char			 j[128];
+	int			 i, st, d, acks = 0;
+
+	for (i = 0; i < s->n; i++) {
+		snprintf(j, sizeof(j), "{\"type\":\"disclosure\",\"tag\":\"%s\","
+		    "\"i\":%d}", s->tag, i);
+		assert_int_equal(audit_msg_encode(&out, 1000 + (uint64_t)i, j,
+		    strlen(j)), 0);
+	}
+	pfd.fd = s->fd;
+	while (acks < s->n) {
+		pfd.events = POLLIN | (off < out.len ? POLLOUT : 0);
+		if (poll(&pfd, 1, 10000) <= 0)
+			break;
+		if (off < out.len && (pfd.revents & POLLOUT)) {
+			r = send(s->fd, out.data + off, out.len - off,
+			    MSG_NOSIGNAL);
+			if (r > 0)
+				off += (size_t)r;
+		}
+		if (!(pfd.revents & (POLLIN | POLLHUP)))
+			continue;
+		buf_reserve(&in, 4096);
+		r = recv(s->fd, in.data + in.len, 4096, 0);
+		if (r <= 0)
+			break;
+		in.len += (size_t)r;
+		while ((d = audit_ack_decode(in.data, in.len, &consumed,
+		    &cookie, &seq, &st)) == 1) {
+			/* Acks come back in submission order. */
+			if (cookie != 1000 + expect)
+				s->garbage++;
+			expect++;
+			if (st == AUDIT_ACK_DURABLE)
+				s->seqs[s->durable++] = seq;
+			else
+				s->unavailable++;
+			acks++;
+			memmove(in.data, in.data + consumed, in.len - consumed);
+			buf_truncate(&in, in.len - consumed);
+		}
+		if (d == -1) {
+			s->garbage++;
+			break;
+		}
+	}
+	buf_free(&out);
+	buf_free(&in);
+	return NULL;
+}
+
+static void
+test_protocol_codec(void **state)
+{
+	struct buf	 b = { 0 };
+	const char	*json;
+	size_t		 consumed, jl, i;
+	uint64_t	 cookie, seq;
+	int		 st;
+
+	(void)state;
+	assert_int_equal(audit_msg_encode(&b, 42, "{\"a\":1}", 7), 0);
+	for (i = 0; i < b.len; i++)
+		assert_int_equal(audit_msg_decode(b.data, i, &consumed, &cookie,
+		    &json, &jl), 0);
+	assert_int_equal(audit_msg_decode(b.data, b.len, &consumed, &cookie,
+	    &json, &jl), 1);
+	assert_int_equal(consumed, b.len);
+	assert_int_equal(cookie, 42);
+	assert_int_equal(jl, 7);
+	assert_memory_equal(json, "{\"a\":1}", 7);
+	b.data[0] = 0x7f;	/* length far over the limit */
+	assert_int_equal(audit_msg_decode(b.data, b.len, &consumed, &cookie,
+	    &json, &jl), -1);
+	buf_truncate(&b, 0);
+	assert_int_equal(audit_ack_encode(&b, 7, 99, AUDIT_ACK_UNAVAILABLE), 0);
+	assert_int_equal(b.len, AUDIT_ACK_LEN);
+	for (i = 0; i < b.len; i++)
+		assert_int_equal(audit_ack_decode(b.data, i, &consumed, &cookie,
+		    &seq, &st), 0);
+	assert_int_equal(audit_ack_decode(b.data, b.len, &consumed, &cookie,
+	    &seq, &st), 1);
+	assert_int_equal(cookie, 7);
+	assert_int_equal(seq, 99);
+	assert_int_equal(st, 1);
+	b.data[0] = 'X';
+	assert_int_equal(audit_ack_decode(b.data, b.len, &consumed, &cookie,
+	    &seq, &st), -1);
+	b.data[0] = 'A';
+	b.data[1] = 5;
+	assert_int_equal(audit_ack_decode(b.data, 2, &consumed, &cookie, &seq,
+	    &st), -1);
+	buf_free(&b);
+}
+
+static void
+test_process_concurrent_submitters(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_proc	*p, *p2;
+	struct submitter	 s[4];
+	pthread_t		 th[4];
+	struct seen		 seen;
+	struct stat		 st;
+	char			 err[256], tag[4][8];
+	const char		*cfg = "{\"type\":\"config\",\"policy_hash\":"
+				    "\"abc\"}";
+	uint64_t		 seq = 0, all[2048];
+	size_t			 n = 0, i, k;
+	int			 t;
+
+	(void)state;
+	p = audit_proc_start(&f->c, 5, err, sizeof(err));
+	if (p == NULL)
+		fail_msg("audit_proc_start: %s", err);
+	assert_true(audit_proc_pid(p) > 0);
+	assert_true(audit_ready(p));
+	/* The configured key has moved into the directory. */
+	assert_int_equal(stat(f->signer_path, &st), -1);
+	/* A second instance cannot share the directory. */
+	p2 = audit_proc_start(&f->c, 1, err, sizeof(err));
+	assert_null(p2);
+	assert_non_null(strstr(err, "in use"));
+
+	assert_int_equal(audit_submit_sync(p, 0, cfg, strlen(cfg), 5000, &seq),
+	    0);
+	assert_int_equal(seq, 2);	/* 1 is the start record */
+	for (t = 0; t < 4; t++) {
+		memset(&s[t], 0, sizeof(s[t]));
+		snprintf(tag[t], sizeof(tag[t]), "w%d", t);
+		s[t].fd = audit_proc_fd(p, t + 1);
+		s[t].n = 300;
+		s[t].tag = tag[t];
+		assert_int_equal(pthread_create(&th[t], NULL, submit_thread,
+		    &s[t]), 0);
+	}
+	for (t = 0; t < 4; t++) {
+		pthread_join(th[t], NULL);
+		assert_int_equal(s[t].durable, 300);
+		assert_int_equal(s[t].garbage, 0);
+		for (i = 0; i < (size_t)s[t].durable; i++) {
+			/* Per channel, seqs increase. */
+			if (i > 0)
+				assert_true(s[t].seqs[i] > s[t].seqs[i - 1]);
+			all[n++] = s[t].seqs[i];
+		}
+	}
+	/* Globally unique. */
+	for (i = 0; i < n; i++)
+		for (k = i + 1; k < n; k++)
+			assert_true(all[i] != all[k]);
+	assert_int_equal(audit_proc_stop(p), 0);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	read_all(f, &seen, "w2");
+	assert_int_equal(seen.tagged, 300);
+	assert_int_equal(seen.total, 1 + 1 + 1200 + 1);	/* start, config, stop */
+	assert_int_equal(seen.lifecycle[0], 1);
+	assert_int_equal(seen.lifecycle[1], 1);
+	fx_free(f);
+}
+
+static void
+test_sigterm_and_child_death(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_proc	*p;
+	struct seen		 seen;
+	struct pollfd		 pfd;
+	char			 err[256], b[8];
+	uint64_t		 seq;
+	int			 fd;
+
+	(void)state;
+	p = audit_proc_start(&f->c, 2, err, sizeof(err));
+	assert_non_null(p);
+	assert_int_equal(audit_submit_sync(p, 0, "{\"type\":\"x\"}", 12, 5000,
+	    &seq), 0);
+	/* SIGINT (a terminal's ^C) is the daemon's business, not its. */
+	kill(audit_proc_pid(p), SIGINT);
+	usleep(100000);
+	assert_true(audit_ready(p));
+	/* Killed hard: the channels read EOF, readiness drops. */
+	fd = audit_proc_fd(p, 1);
+	kill(audit_proc_pid(p), SIGKILL);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(recv(fd, b, sizeof(b), 0), 0);
+	usleep(50000);
+	assert_false(audit_ready(p));
+	assert_int_equal(audit_submit_sync(p, 0, "{\"type\":\"x\"}", 12, 500,
+	    &seq), -1);
+	audit_proc_stop(p);
+	/* The restart recovers the unclosed segment. */
+	p = audit_proc_start(&f->c, 1, err, sizeof(err));
+	if (p == NULL)
+		fail_msg("restart: %s", err);
+	assert_int_equal(audit_submit_sync(p, 0, "{\"type\":\"y\"}", 12, 5000,
+	    &seq), 0);
+	assert_int_equal(seq, 5);	/* start, x, recovery, start, y */
+	kill(audit_proc_pid(p), SIGTERM);
+	assert_int_equal(audit_proc_stop(p), 0);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	read_all(f, &seen, NULL);
+	assert_int_equal(seen.lifecycle[2], 1);	/* recovery */
+	assert_int_equal(seen.lifecycle[1], 1);	/* stop, after SIGTERM */
+	fx_free(f);
+}
+
+static void
+test_low_disk_unavailable(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_proc	*p;
+	struct submitter	 s;
+	char			 err[256];
+	uint64_t		 seq;
+
+	(void)state;
+	f->c.audit_min_free_bytes = UINT64_MAX / 2;
+	p = audit_proc_start(&f->c, 2, err, sizeof(err));
+	assert_non_null(p);
+	usleep(50000);
+	assert_false(audit_ready(p));
+	assert_int_equal(audit_submit_sync(p, 0, "{\"type\":\"x\"}", 12, 5000,
+	    &seq), -1);
+	memset(&s, 0, sizeof(s));
+	s.fd = audit_proc_fd(p, 1);
+	s.n = 20;
+	s.tag = "low";
+	submit_thread(&s);
+	assert_int_equal(s.unavailable, 20);
+	assert_int_equal(s.durable, 0);
+	assert_int_equal(audit_proc_stop(p), 0);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	fx_free(f);
+}
+
+static int
+count_segments(const char *dir)
+{
+	DIR		*d = opendir(dir);
+	struct dirent	*de;
+	uint64_t	 id;
+	int		 n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		n += auditfmt_segment_parse_name(de->d_name, &id);
+	closedir(d);
+	return n;
+}
+
+static void
+test_rotation_by_size_and_time(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	struct seen		 seen;
+	struct timespec		 ts;
+	char			 err[256], j[256];
+	uint64_t		 seq, now;
+	int			 i;
+
+	(void)state;
+	f->c.audit_segment_bytes = 4096;
+	f->c.audit_segment_seconds = 60;
+	f->c.audit_checkpoint_records = 7;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	for (i = 0; i < 100; i++) {
+		snprintf(j, sizeof(j), "{\"type\":\"disclosure\",\"tag\":\"s\","
+		    "\"pad\":\"%0100d\"}", i);
+		assert_int_equal(audit_writer_append(w, j, strlen(j), &seq), 0);
+		assert_int_equal(audit_writer_commit(w), 0);
+		audit_writer_tick(w);
+	}
+	/* ~200 bytes a record: 4 KiB segments hold about 20. */
+	assert_true(count_segments(f->dir) >= 4);
+	assert_true(audit_writer_segment(w) >= 4);
+	/* By time: nothing written, the clock passes segment_seconds. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000;
+	seq = audit_writer_segment(w);
+	audit_writer_set_time(w, now + 61000);
+	audit_writer_tick(w);
+	assert_int_equal(audit_writer_segment(w), seq + 1);
+	audit_writer_set_time(w, now + 62000);
+	audit_writer_tick(w);
+	assert_int_equal(audit_writer_segment(w), seq + 1);
+	audit_writer_close(w, 1);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	read_all(f, &seen, "s");
+	assert_int_equal(seen.tagged, 100);
+	assert_true(seen.lifecycle[3] >= 4);
+	fx_free(f);
+}
+
+static void
+test_write_error_recovers_in_new_segment(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	struct rlimit		 old, lim;
+	struct seen		 seen;
+	struct stat		 st;
+	char			 err[256], j[600], path[256], name[64];
+	uint64_t		 seq, seg;
+	int			 i, failed = 0;
+
+	(void)state;
+	signal(SIGXFSZ, SIG_IGN);
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	seg = audit_writer_segment(w);
+	auditfmt_segment_name(name, sizeof(name), seg);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	assert_int_equal(stat(path, &st), 0);
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim = old;
+	lim.rlim_cur = (rlim_t)st.st_size + 1500;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	memset(j, 0, sizeof(j));
+	for (i = 0; i < 10 && !failed; i++) {
+		snprintf(j, sizeof(j), "{\"type\":\"disclosure\",\"tag\":\"e\","
+		    "\"pad\":\"%0400d\"}", i);
+		assert_int_equal(audit_writer_append(w, j, strlen(j), &seq), 0);
+		failed = audit_writer_commit(w) == -1;
+	}
+	setrlimit(RLIMIT_FSIZE, &old);
+	assert_true(failed);
+	/* Refused until recovery; the failed write is never retried. */
+	assert_false(audit_writer_available(w));
+	assert_int_equal(audit_writer_append(w, j, strlen(j), &seq), -1);
+	sleep(1);
+	audit_writer_tick(w);
+	assert_true(audit_writer_available(w));
+	assert_int_equal(audit_writer_segment(w), seg + 1);
+	assert_int_equal(audit_writer_append(w, j, strlen(j), &seq), 0);
+	assert_int_equal(audit_writer_commit(w), 0);
+	audit_writer_close(w, 1);
+	if (verify(f, err, sizeof(err)) != 0)
+		fail_msg("verify: %s", err);
+	read_all(f, &seen, "e");
+	assert_int_equal(seen.lifecycle[2], 1);
+	assert_int_equal(seen.tagged, i);	/* i - 1 before, 1 after */
+	fx_free(f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_protocol_codec),
+		cmocka_unit_test(test_process_concurrent_submitters),
+		cmocka_unit_test(test_sigterm_and_child_death),
+		cmocka_unit_test(test_low_disk_unavailable),
+		cmocka_unit_test(test_rotation_by_size_and_time),
+		cmocka_unit_test(test_write_error_recovers_in_new_segment),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
