@@ -121,7 +121,7 @@ seen_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
 	/* seq, time, instance come first, then the submitted members. */
 	snprintf(pre, sizeof(pre), "{\"seq\":%llu,\"time\":\"",
 	    (unsigned long long)seq);
-	if (len < 80 || strncmp(json, pre, strlen(pre)) != 0 ||
+	if (len < 60 || strncmp(json, pre, strlen(pre)) != 0 ||
 	    json[len - 1] != '}' ||
 	    strncmp(json + strlen(pre) + 24, inst, strlen(inst)) != 0 ||
 	    memchr(json, '\0', len) != NULL)
