@@ -494,7 +494,9 @@ conn_error(struct conn *c, int status, const char *code, const char *message,
 	struct buf	 body = { 0 }, head = { 0 };
 
 	r->status = status;
-	if (close_conn)
+	/* A body we did not read would be taken for the next request. */
+	if (close_conn || ((c->state == C_HEAD || c->state == C_BODY) &&
+	    r->http.head_len > 0 && r->http.framing != HTTP_BODY_NONE))
 		c->close_after = 1;
 	buf_append_str(&body, "{\"error\":{\"code\":");
 	json_write_string(&body, code, strlen(code));

@@ -20,6 +20,27 @@ gen_implemented_actions(void)
 	return (1u << POLICY_NACTIONS) - 1;
 }
 
+/*
+ * Two uses share upstream connections only when everything about the
+ * account is the same: upstream, server name, CA, client certificate and
+ * pins (conf's key) and the credentials subgate sets on the requests.
+ */
+static int
+gen_same_account(const struct conf_account *a, const struct conf_account *b)
+{
+	size_t	i;
+
+	if (a == b)
+		return 1;
+	if (strcmp(a->key, b->key) != 0 || a->nset != b->nset)
+		return 0;
+	for (i = 0; i < a->nset; i++)
+		if (strcmp(a->set[i].name, b->set[i].name) != 0 ||
+		    strcmp(a->set[i].file, b->set[i].file) != 0)
+			return 0;
+	return 1;
+}
+
 static int
 gen_add_account(struct gen *g, const struct conf_account *a, char *err,
     size_t errlen)
@@ -29,7 +50,7 @@ gen_add_account(struct gen *g, const struct conf_account *a, char *err,
 	char			 e[512];
 
 	for (i = 0; i < g->naccounts; i++)
-		if (strcmp(g->accounts[i].account->key, a->key) == 0)
+		if (gen_same_account(g->accounts[i].account, a))
 			return 0;
 	ga = realloc(g->accounts, (g->naccounts + 1) * sizeof(*ga));
 	if (ga == NULL) {
@@ -197,8 +218,7 @@ gen_account_for(const struct gen *g, const struct conf_use *u)
 	size_t	i;
 
 	for (i = 0; i < g->naccounts; i++)
-		if (g->accounts[i].account == &u->account ||
-		    strcmp(g->accounts[i].account->key, u->account.key) == 0)
+		if (gen_same_account(g->accounts[i].account, &u->account))
 			return &g->accounts[i];
 	return NULL;
 }
