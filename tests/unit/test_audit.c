@@ -280,7 +280,7 @@ test_process_concurrent_submitters(void **state)
 	pthread_t		 th[4];
 	struct seen		 seen;
 	struct stat		 st;
-	char			 err[256], tag[4][8];
+	char			 err[256], tag[4][16];
 	const char		*cfg = "{\"type\":\"config\",\"policy_hash\":"
 				    "\"abc\"}";
 	uint64_t		 seq = 0, all[2048];

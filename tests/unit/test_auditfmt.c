@@ -78,8 +78,10 @@ fx_new(int nreaders)
 	assert_int_equal(auditfmt_pub_raw(f->signer, f->pub), 0);
 	write_pem_priv(f->signer_path, f->signer);
 	for (i = 0; i < nreaders; i++) {
-		snprintf(f->reader_path[i], sizeof(f->reader_path[i]),
-		    "%s/reader%d.pub", f->root, i);
+		char	 rp[128];
+
+		snprintf(rp, sizeof(rp), "%s/reader%d.pub", f->root, i);
+		memcpy(f->reader_path[i], rp, sizeof(rp));
 		f->reader[i] = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
 		assert_non_null(f->reader[i]);
 		write_pem_pub(f->reader_path[i], f->reader[i]);
