@@ -16,11 +16,15 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "conf.h"
+#include "audit.h"
 #include "conn.h"
+#include "disclose.h"
 #include "gen.h"
 #include "http.h"
 #include "json.h"
@@ -42,6 +46,7 @@ enum conn_state {
 	C_IDLE,		/* between requests */
 	C_HEAD,		/* reading a request head */
 	C_BODY,		/* reading a request body */
+	C_AUDIT,	/* waiting for the disclosure record to be durable */
 	C_UPSTREAM,	/* waiting for the processor */
 	C_WRITING,	/* response queued, waiting for it to drain */
 	C_CLOSING,	/* last response queued; close once it drained */
@@ -65,6 +70,12 @@ struct request {
 	size_t				 accounted;	/* bytes charged to worker->buffered */
 	struct upstream_exchange	*x;
 	double				 upstream_s;
+	struct buf			 fwd;		/* the upstream request, until it is sent */
+	size_t				 fwd_body;	/* bytes of body in fwd */
+	struct disclose_wait		*wait;		/* pending disclosure ack */
+	int				 submitted;	/* a disclosure record was sent */
+	uint64_t			 disclosure_seq;/* 0 until durable */
+	int				 outcome_done;
 	struct token_ctx		 tok;		/* keys and counters of this pair */
 	struct rewrite_report		 rep;		/* what the policy decided */
 	int				 status;
@@ -92,6 +103,7 @@ static void	conn_event_cb(struct bufferevent *, short, void *);
 static void	conn_timer_cb(evutil_socket_t, short, void *);
 static void	conn_free(struct conn *);
 static void	conn_process(struct conn *);
+static void	conn_error(struct conn *, int, const char *, const char *, int);
 
 static double
 ts_diff(const struct timespec *a, const struct timespec *b)
@@ -111,14 +123,25 @@ conn_arm(struct conn *c, int ms)
 }
 
 static void
+request_outcome(struct conn *c, int status, enum upstream_delivery delivery,
+    int attempts, const unsigned char *spki);
+
+static void
 request_free(struct conn *c)
 {
 	struct request	*r = c->req;
 
 	if (r == NULL)
 		return;
-	if (r->x != NULL)
+	if (r->x != NULL) {
 		upstream_cancel(r->x);
+		r->x = NULL;
+		/* The client left while the processor had the request. */
+		request_outcome(c, 0, DELIVERY_UNKNOWN, 1, NULL);
+	}
+	disclose_cancel(r->wait);
+	request_outcome(c, 0, DELIVERY_NOT_SENT, 0, NULL);
+	buf_free(&r->fwd);
 	c->w->buffered -= r->accounted;
 	buf_free(&r->head);
 	buf_free(&r->body);
@@ -362,6 +385,16 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case C_BODY:
 		phase = "phase=\"request\"";
 		break;
+	case C_AUDIT:
+		/* Not durable in time: the record may still land, so the
+		 * outcome says nothing was sent. */
+		disclose_cancel(c->req->wait);
+		c->req->wait = NULL;
+		metrics_add(c->w->metrics, "subgate_audit_failures_total",
+		    "cause=\"timeout\"", 1);
+		conn_error(c, 503, "audit_unavailable", "the disclosure was not "
+		    "recorded within audit_timeout_ms; nothing was sent", 0);
+		return;
 	default:
 		return;
 	}
@@ -481,6 +514,152 @@ conn_respond(struct conn *c, struct buf *head, const char *body, size_t blen)
 	bufferevent_enable(c->bev, EV_WRITE);
 }
 
+static void
+record_common(struct buf *j, const char *type, const struct conn *c,
+    const struct request *r)
+{
+	buf_reset(j);
+	buf_append_char(j, '{');
+	disclose_str(j, "type", type);
+	disclose_str(j, "request_id", r->id);
+	disclose_str(j, "tenant", r->tenant ? r->tenant->id : NULL);
+	disclose_str(j, "client", c->have_identity ? c->identity : NULL);
+	disclose_str(j, "integration", r->ig ? r->ig->name : NULL);
+	disclose_str(j, "processor", r->use ?
+	    r->use->account.server_name : NULL);
+	disclose_str(j, "method", request_method_name(r));
+	disclose_str(j, "endpoint", r->ep ? r->ep->path : NULL);
+}
+
+/*
+ * Why the call of an authenticated client was refused. The chain verified
+ * (else there is no connection), so this is recorded, an unknown identity
+ * included; refusals before that are only counted.
+ */
+static void
+request_denial(struct conn *c, const char *reason)
+{
+	struct request	*r = c->req;
+	struct buf	 j = { 0 };
+
+	if (c->peer == NULL || r->gen == NULL)
+		return;
+	record_common(&j, "denial", c, r);
+	disclose_str(&j, "reason", reason);
+	disclose_num(&j, "status", (uint64_t)r->status);
+	if (r->gen != NULL)
+		disclose_str(&j, "policy", r->gen->policy_hash);
+	buf_append_char(&j, '}');
+	disclose_note(c->w->audit, j.data, j.len);
+	buf_free(&j);
+}
+
+/* What became of a disclosure. Once per disclosure. */
+static void
+request_outcome(struct conn *c, int status, enum upstream_delivery delivery,
+    int attempts, const unsigned char *spki)
+{
+	struct request	*r = c->req;
+	struct buf	 j = { 0 };
+	struct timespec	 now;
+	unsigned char	 b64[64];
+
+	if (!r->submitted || r->outcome_done)
+		return;
+	r->outcome_done = 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	record_common(&j, "outcome", c, r);
+	if (r->disclosure_seq != 0)
+		disclose_num(&j, "disclosure_seq", r->disclosure_seq);
+	else	/* not acknowledged: linked by request_id only */
+		disclose_str(&j, "disclosure_seq", NULL);
+	disclose_num(&j, "status", (uint64_t)status);
+	disclose_num(&j, "request_bytes", r->fwd_body);
+	disclose_num(&j, "response_bytes", r->bytes_out);
+	buf_printf(&j, ",\"duration_ms\":%.3f", ts_diff(&r->t0, &now) * 1000);
+	disclose_str(&j, "delivery", upstream_delivery_name(delivery));
+	disclose_num(&j, "attempts", (uint64_t)attempts);
+	if (spki != NULL) {
+		EVP_EncodeBlock(b64, spki, 32);
+		disclose_str(&j, "processor_spki", (const char *)b64);
+	} else
+		disclose_str(&j, "processor_spki", NULL);
+	buf_append_char(&j, '}');
+	disclose_note(c->w->audit, j.data, j.len);
+	buf_free(&j);
+}
+
+/* Subject hashes: one HMAC(index key, normalised value) per value found at
+ * the endpoint's subject paths of the service's body. */
+struct subjects {
+	const struct gen	*gen;
+	const char		*cc;
+	struct buf		*out;
+	size_t			 n;
+};
+
+static int
+subjects_collect(void *arg, enum policy_action a, const struct json_token *v,
+    struct buf *sink)
+{
+	struct subjects	*s = arg;
+	const char	*val = v->type == JSON_STRING ? v->str : v->raw;
+	size_t		 len = v->type == JSON_STRING ? v->str_len : v->raw_len;
+	char		 hex[65];
+
+	(void)a;
+	if ((v->type == JSON_STRING || v->type == JSON_NUMBER) &&
+	    audit_subject_hash(s->gen->index_key, val, len, s->cc, hex) == 1) {
+		buf_append_str(s->out, s->n++ ? ",\"" : "\"");
+		buf_append(s->out, hex, 64);
+		buf_append_char(s->out, '"');
+	}
+	return buf_append(sink, v->raw, v->raw_len);
+}
+
+/*
+ * The disclosure record: who sends which fields of whose data to which
+ * processor under which policy. Paths, counts and keyed hashes only.
+ */
+static void
+request_disclosure(struct conn *c, struct buf *j)
+{
+	struct request		*r = c->req;
+	struct buf		 list = { 0 }, sink = { 0 };
+	struct subjects		 sj = { r->gen, r->tenant->phone_country_code,
+				    &list, 0 };
+	struct policy_transform	 xf = { subjects_collect, &sj };
+	unsigned char		 mac[32];
+	unsigned int		 maclen = 0;
+	char			 hex[65], err[64];
+	size_t			 i;
+
+	record_common(j, "disclosure", c, r);
+	disclose_report(j, "fields", &r->rep.fields);
+	disclose_report(j, "params", &r->rep.params);
+	disclose_report(j, "query", &r->rep.query);
+	disclose_report(j, "headers", &r->rep.headers);
+	disclose_num(j, "body_bytes", r->fwd_body);
+	HMAC(EVP_sha256(), r->gen->body_key, sizeof(r->gen->body_key),
+	    (const unsigned char *)r->fwd.data + r->fwd.len - r->fwd_body,
+	    r->fwd_body, mac, &maclen);
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+	disclose_str(j, "body_hmac", hex);
+	if (r->ep->subjects != NULL && r->body.len > 0)
+		policy_apply_response(r->ep->subjects, c->w->json, r->body.data,
+		    r->body.len, &xf, &sink, err, sizeof(err));
+	buf_append_str(j, ",\"subjects_hmac\":[");
+	buf_append(j, list.data, list.len);
+	buf_append_char(j, ']');
+	disclose_str(j, "policy", r->gen->policy_hash);
+	disclose_num(j, "generation", r->gen->id);
+	buf_append_char(j, '}');
+	OPENSSL_cleanse(sink.data, sink.cap);
+	buf_free(&sink);
+	buf_free(&list);
+}
+
 /*
  * Answer with one of subgate's own errors:
  * {"error":{"code":...,"message":...,"request_id":...}}. message is fixed
@@ -494,6 +673,10 @@ conn_error(struct conn *c, int status, const char *code, const char *message,
 	struct buf	 body = { 0 }, head = { 0 };
 
 	r->status = status;
+	if (!r->submitted)
+		request_denial(c, code);
+	else
+		request_outcome(c, status, DELIVERY_NOT_SENT, 0, NULL);
 	/* A body we did not read would be taken for the next request. */
 	if (close_conn || ((c->state == C_HEAD || c->state == C_BODY) &&
 	    r->http.head_len > 0 && r->http.framing != HTTP_BODY_NONE))
@@ -751,6 +934,8 @@ head_add(struct buf *b, const char *name, size_t nlen, const char *v,
 
 static void
 conn_upstream_done(void *arg, struct upstream_result *res);
+static void
+conn_audit_done(void *arg, int durable, uint64_t seq);
 
 /*
  * The request is complete: build what the processor will receive from the
@@ -761,9 +946,7 @@ conn_forward(struct conn *c)
 {
 	struct request		*r = c->req;
 	struct rewrite_in	 in;
-	struct buf		 out = { 0 };
-	const struct gen_account *ga;
-	const char		*m = r->ep->method;
+	struct buf		 out = { 0 }, rec = { 0 };
 	size_t			 body_len;
 	char			 err[160], msg[256];
 
@@ -789,12 +972,51 @@ conn_forward(struct conn *c)
 		conn_error(c, 400, "bad_request", msg, 0);
 		return;
 	}
+	r->fwd = out;		/* taken: sent once the record is durable */
+	memset(&out, 0, sizeof(out));
+	r->fwd_body = body_len;
+	/* No disclosure without a durable record (invariant 3). */
+	request_disclosure(c, &rec);
+	r->submitted = 1;
+	r->wait = disclose_submit(c->w->audit, rec.data, rec.len,
+	    conn_audit_done, c);
+	buf_free(&rec);
+	if (r->wait == NULL) {
+		conn_error(c, 503, "audit_unavailable", "the disclosure could "
+		    "not be recorded; nothing was sent", 0);
+		return;
+	}
+	c->state = C_AUDIT;
+	conn_arm(c, r->gen->conf->limits.audit_timeout_ms);
+}
+
+/* The disclosure record is durable (or not): send, or refuse with 503. */
+static void
+conn_audit_done(void *arg, int durable, uint64_t seq)
+{
+	struct conn		*c = arg;
+	struct request		*r = c->req;
+	const struct gen_account *ga;
+	const char		*m;
+
+	assert(c->magic == CONN_MAGIC && r != NULL && c->state == C_AUDIT);
+	r->wait = NULL;
+	evtimer_del(c->timer);
+	if (!durable) {
+		metrics_add(c->w->metrics, "subgate_audit_failures_total",
+		    "cause=\"unavailable\"", 1);
+		conn_error(c, 503, "audit_unavailable", "the disclosure could "
+		    "not be recorded durably; nothing was sent", 0);
+		return;
+	}
+	r->disclosure_seq = seq;
+	c->state = C_UPSTREAM;
+	m = r->ep->method;
 	ga = gen_account_for(r->gen, r->use);
-	r->x = upstream_start(c->w->pools, r->gen, ga, &out,
+	r->x = upstream_start(c->w->pools, r->gen, ga, &r->fwd,
 	    strcmp(m, "HEAD") == 0,
 	    strcmp(m, "POST") != 0 && strcmp(m, "PATCH") != 0,
 	    conn_upstream_done, c);
-	buf_free(&out);
 	if (r->x == NULL)
 		conn_error(c, 502, "upstream_error", "cannot start upstream "
 		    "exchange", 0);
@@ -849,11 +1071,15 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 	metrics_observe(c->w->metrics, "subgate_upstream_duration_seconds", "",
 	    r->upstream_s);
 	if (res->error == UP_TIMEOUT) {
+		request_outcome(c, 504, res->delivery, res->attempts,
+		    res->have_spki ? res->spki : NULL);
 		conn_error(c, 504, "upstream_timeout", "the processor did not "
 		    "answer within upstream_timeout_ms", 0);
 		return;
 	}
 	if (res->error != UP_OK) {
+		request_outcome(c, 502, res->delivery, res->attempts,
+		    res->have_spki ? res->spki : NULL);
 		snprintf(msg, sizeof(msg), "processor %s: %s",
 		    upstream_error_name(res->error), res->detail);
 		conn_error(c, 502, "upstream_error", msg, 0);
@@ -862,6 +1088,8 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 	if (r->ep->response != NULL && res->body.len > 0 &&
 	    http_header_find(res->headers, res->nheaders,
 	    "Content-Encoding") != NULL) {
+		request_outcome(c, 502, res->delivery, res->attempts,
+		    res->have_spki ? res->spki : NULL);
 		conn_error(c, 502, "upstream_error", "processor sent a "
 		    "compressed response on an endpoint that detokenises", 0);
 		return;
@@ -902,6 +1130,8 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 		buf_append_str(&head, "Connection: keep-alive\r\n");
 	buf_append_str(&head, "\r\n");
 	conn_respond(c, &head, res->body.data, res->body.len);
+	request_outcome(c, res->status, res->delivery, res->attempts,
+	    res->have_spki ? res->spki : NULL);
 	buf_free(&head);
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "gen.h"
@@ -104,52 +105,6 @@ gen_hash(struct gen *g)
 		snprintf(g->policy_hash + 2 * i, 3, "%02x", h[i]);
 }
 
-static int
-gen_rules_transform(const struct policy_rules *r)
-{
-	enum policy_action	a;
-	size_t			i;
-
-	for (i = 0; r != NULL && i < policy_rules_count(r); i++) {
-		policy_rules_path(r, i, &a);
-		if (a != POLICY_ALLOW && a != POLICY_DROP)
-			return 1;
-	}
-	return 0;
-}
-
-/* Does the config use an action that needs keys? Names the first place. */
-static int
-gen_needs_keys(const struct conf *c, char *where, size_t len)
-{
-	enum policy_action	 a;
-	size_t			 i, j, k;
-
-	for (i = 0; i < c->nintegrations; i++) {
-		const struct conf_integration *ig = &c->integrations[i];
-		for (j = 0; j < ig->nendpoints; j++) {
-			const struct conf_endpoint *ep = &ig->endpoints[j];
-			int use = gen_rules_transform(ep->request) ||
-			    ep->response != NULL;
-			for (k = 0; k < ep->pattern.nparams; k++)
-				if (ep->params[k].action != POLICY_ALLOW)
-					use = 1;
-			for (k = 0; ep->query != NULL &&
-			    k < policy_names_count(ep->query); k++) {
-				policy_names_at(ep->query, k, &a);
-				if (a != POLICY_ALLOW && a != POLICY_DROP)
-					use = 1;
-			}
-			if (use) {
-				snprintf(where, len, "integrations[%s].endpoints"
-				    "[%s %s]", ig->name, ep->method, ep->path);
-				return 1;
-			}
-		}
-	}
-	return 0;
-}
-
 struct gen *
 gen_build(const char *path, uint64_t id, char *err, size_t errlen)
 {
@@ -175,12 +130,28 @@ gen_build(const char *path, uint64_t id, char *err, size_t errlen)
 			if (gen_add_account(g, &g->conf->tenants[t].uses[u].account,
 			    err, errlen) == -1)
 				goto fail;
-	if (g->conf->has_keys) {
-		if ((g->keys = keys_load(g->conf, err, errlen)) == NULL)
-			goto fail;
-	} else if (gen_needs_keys(g->conf, e, sizeof(e))) {
-		snprintf(err, errlen, "%s: %s uses an action other than allow: "
-		    "add a keys section (see subgatectl keys init)", path, e);
+	/* No disclosure without a durable record (invariant 3): the audit
+	 * log, and so its keys, are not optional. */
+	if (!g->conf->has_audit || !g->conf->has_keys) {
+		snprintf(err, errlen, "%s: %s section missing: every call "
+		    "subgate forwards is recorded in the audit log first; add "
+		    "keys and audit sections (see subgatectl keys init and "
+		    "conf/subgate.conf)", path, g->conf->has_keys ? "audit" :
+		    "keys");
+		goto fail;
+	}
+	if ((g->keys = keys_load(g->conf, err, errlen)) == NULL)
+		goto fail;
+	if (keys_load_index(g->conf->keys_audit_index, g->index_key, e,
+	    sizeof(e)) == -1) {
+		snprintf(err, errlen, "%s: keys.audit_index: %s", path, e);
+		goto fail;
+	}
+	/* body_hmac key: HKDF of the index key, so compliance staff holding
+	 * the index key can check a body they have. */
+	if (keys_derive(g->index_key, "body-hmac", "audit-index", 1,
+	    g->body_key, sizeof(g->body_key)) == -1) {
+		snprintf(err, errlen, "%s: cannot derive the body_hmac key", path);
 		goto fail;
 	}
 	gen_hash(g);
@@ -208,6 +179,8 @@ gen_unref(struct gen *g)
 	free(g->accounts);
 	SSL_CTX_free(g->server_ctx);
 	keys_free(g->keys);
+	OPENSSL_cleanse(g->index_key, sizeof(g->index_key));
+	OPENSSL_cleanse(g->body_key, sizeof(g->body_key));
 	conf_free(g->conf);
 	free(g);
 }

@@ -29,7 +29,9 @@ struct gen {
 	struct gen_account	*accounts;
 	size_t			 naccounts;
 	char			 policy_hash[65];	/* hex SHA-256 */
-	struct keyring		*keys;			/* NULL when the config has no keys */
+	struct keyring		*keys;			/* data keys of every pair */
+	unsigned char		 index_key[32];		/* subject hashes */
+	unsigned char		 body_key[32];		/* body_hmac, derived from the index key */
 };
 
 /* The actions this build implements (bit per enum policy_action). */

@@ -1437,3 +1437,27 @@ done:
 	kfiles_free(&k);
 	return rc;
 }
+
+int
+keys_load_index(const char *path, unsigned char key[32], char *err,
+    size_t errlen)
+{
+	struct buf	text = { 0 };
+	size_t		n;
+	int		rc = -1;
+
+	if (read_key_file(path, 0, &text, err, errlen) != 0)
+		goto done;
+	n = text.len;
+	while (n > 0 && (text.data[n - 1] == '\n' || text.data[n - 1] == '\r'))
+		n--;
+	if (n != 64 || hex_decode(text.data, n, key, 32) == -1) {
+		snprintf(err, errlen, "%s: not an audit index key (64 hex "
+		    "characters); make one with subgatectl keys init", path);
+		goto done;
+	}
+	rc = 0;
+done:
+	buf_free(&text);
+	return rc;
+}

@@ -172,4 +172,11 @@ int	keys_rotate_master_files(const char *token_keys, const char *data_keys,
  */
 struct keys_name *keys_conf_pairs(const struct conf *c, size_t *n);
 
+/*
+ * Read the audit index key (64 hex characters and a newline, owner-only
+ * file) into key. 0, or -1 with err. The caller wipes key.
+ */
+int	keys_load_index(const char *path, unsigned char key[32], char *err,
+	    size_t errlen);
+
 #endif

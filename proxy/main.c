@@ -21,6 +21,8 @@
 #include <openssl/ssl.h>
 
 #include "admin.h"
+#include "audit.h"
+#include "conf.h"
 #include "gen.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +38,7 @@ struct daemon {
 	int			 nworkers;
 	struct metrics		*metrics;	/* the main thread's own */
 	struct admin		*admin;
+	struct audit_proc	*audit;
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_crl, *ev_drain;
 	uint64_t		 generation;
 	int			 draining;
@@ -160,7 +163,45 @@ daemon_ready(void *arg, char *why, size_t len)
 		return 0;
 	}
 	gen_unref(g);
+	if (!audit_ready(d->audit)) {
+		snprintf(why, len, "audit log unavailable (disk below "
+		    "min_free_bytes, a write error, or the audit process is "
+		    "gone); nothing is forwarded");
+		return 0;
+	}
 	return 1;
+}
+
+/* A config or lifecycle record from the main thread (channel 0). */
+static int
+daemon_record(struct daemon *d, const char *type, const char *event,
+    const struct gen *g)
+{
+	struct buf	j = { 0 };
+	uint64_t	seq;
+	size_t		i, nep = 0;
+	int		rc;
+
+	buf_printf(&j, "{\"type\":\"%s\"", type);
+	if (event != NULL)
+		buf_printf(&j, ",\"event\":\"%s\"", event);
+	if (g != NULL) {
+		for (i = 0; i < g->conf->nintegrations; i++)
+			nep += g->conf->integrations[i].nendpoints;
+		buf_printf(&j, ",\"generation\":%llu,\"policy\":\"%s\","
+		    "\"tenants\":%zu,\"integrations\":%zu,\"endpoints\":%zu,"
+		    "\"accounts\":%zu", (unsigned long long)g->id,
+		    g->policy_hash, g->conf->ntenants, g->conf->nintegrations,
+		    nep, g->naccounts);
+	}
+	buf_append_char(&j, '}');
+	rc = audit_submit_sync(d->audit, 0, j.data, j.len,
+	    g ? g->conf->limits.audit_timeout_ms : 5000, &seq);
+	buf_free(&j);
+	if (rc == -1)
+		log_warnx("audit: could not record %s%s%s", type,
+		    event ? " " : "", event ? event : "");
+	return rc;
 }
 
 static void
@@ -243,6 +284,8 @@ daemon_reload(struct daemon *d)
 		    "restart");
 	d->generation++;
 	gen_install(g);
+	daemon_record(d, "lifecycle", "reload", NULL);
+	daemon_record(d, "config", NULL, g);
 	metrics_add(d->metrics, "subgate_config_reloads_total", "", 1);
 	log_info("reload done generation=%llu policy_hash=%s",
 	    (unsigned long long)d->generation, g->policy_hash);
@@ -347,6 +390,7 @@ main(int argc, char **argv)
 {
 	struct daemon		 d;
 	struct gen		*g;
+	struct conf		*pre;
 	struct admin_hooks	 hooks;
 	struct timeval		 tv;
 	char			 err[2048];
@@ -381,6 +425,26 @@ main(int argc, char **argv)
 	no_core_dumps();
 	if (evthread_use_pthreads() == -1) {
 		log_errx("libevent threads unavailable");
+		return 1;
+	}
+	/*
+	 * The audit process comes first, forked before any secret but its
+	 * own is read: this config pass reads no secret and no key file.
+	 */
+	if ((pre = conf_load(d.conf_path, ((1u << POLICY_NACTIONS) - 1) |
+	    CONF_NO_FILES, err, sizeof(err))) == NULL) {
+		log_errx("%s", err);
+		return 1;
+	}
+	if (!pre->has_audit || !pre->has_keys) {
+		log_errx("%s: keys and audit sections are required: every "
+		    "forwarded call is recorded first", d.conf_path);
+		return 1;
+	}
+	d.audit = audit_proc_start(pre, pre->workers + 1, err, sizeof(err));
+	conf_free(pre);
+	if (d.audit == NULL) {
+		log_errx("audit: %s", err);
 		return 1;
 	}
 	if ((g = gen_build(d.conf_path, 1, err, sizeof(err))) == NULL) {
@@ -432,7 +496,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	for (i = 0; i < d.nworkers; i++) {
-		if ((d.workers[i] = worker_new(i, fds[i], err, sizeof(err))) == NULL ||
+		if ((d.workers[i] = worker_new(i, fds[i],
+		    audit_proc_fd(d.audit, i + 1), err, sizeof(err))) == NULL ||
 		    worker_start(d.workers[i]) == -1) {
 			log_errx("worker %d: %s", i, err);
 			return 1;
@@ -453,6 +518,7 @@ main(int argc, char **argv)
 	    "admin_port=%d generation=1 policy_hash=%s", SUBGATE_VERSION,
 	    g->conf->listen_address, g->conf->listen_port, d.nworkers,
 	    g->conf->admin_enabled ? g->conf->admin_port : 0, g->policy_hash);
+	daemon_record(&d, "config", NULL, g);
 	gen_unref(g);
 
 	event_base_dispatch(d.base);
@@ -469,6 +535,8 @@ main(int argc, char **argv)
 	if (d.ev_drain != NULL)
 		event_free(d.ev_drain);
 	gen_install(NULL);
+	if ((i = audit_proc_stop(d.audit)) != 0)
+		log_warnx("audit process exited with status %d", i);
 	metrics_free(d.metrics);
 	event_base_free(d.base);
 	free(d.workers);

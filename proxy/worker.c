@@ -58,7 +58,7 @@ worker_accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 struct worker *
-worker_new(int id, int listen_fd, char *err, size_t errlen)
+worker_new(int id, int listen_fd, int audit_fd, char *err, size_t errlen)
 {
 	struct worker	*w;
 	struct gen	*g;
@@ -82,7 +82,8 @@ worker_new(int id, int listen_fd, char *err, size_t errlen)
 	g = gen_current();
 	w->json_depth = g ? g->conf->limits.max_json_depth : 32;
 	gen_unref(g);
-	if ((w->json = json_reader_new(w->json_depth)) == NULL)
+	if ((w->json = json_reader_new(w->json_depth)) == NULL ||
+	    (w->audit = disclose_new(w->base, audit_fd, w->metrics)) == NULL)
 		goto nomem;
 	w->listener = evconnlistener_new(w->base, worker_accept_cb, w,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, listen_fd);
@@ -183,6 +184,7 @@ worker_free(struct worker *w)
 	if (w->listen_fd != -1)
 		close(w->listen_fd);
 	upstream_pools_free(w->pools);
+	disclose_free(w->audit);
 	json_reader_free(w->json);
 	if (w->dns != NULL)
 		evdns_base_free(w->dns, 0);

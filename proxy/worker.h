@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "disclose.h"
 #include "json.h"
 #include "metrics.h"
 #include "upstream.h"
@@ -31,6 +32,7 @@ struct worker {
 	struct metrics		*metrics;
 	struct upstream_pools	*pools;
 	struct json_reader	*json;		/* one request is filtered at a time */
+	struct disclose		*audit;		/* channel to the audit process */
 	int			 json_depth;
 	size_t			 buffered;	/* body bytes held by this worker */
 	struct conn_list	 conns;
@@ -41,8 +43,10 @@ struct worker {
 /* Connections open across all workers (for max_connections and metrics). */
 extern int worker_conns_total;
 
-/* Create a worker around an already bound, listening socket (taken). */
-struct worker *worker_new(int id, int listen_fd, char *err, size_t errlen);
+/* Create a worker around an already bound, listening socket (taken) and
+ * its audit channel (borrowed). */
+struct worker *worker_new(int id, int listen_fd, int audit_fd, char *err,
+	    size_t errlen);
 /* Start the thread. 0 or -1. */
 int	worker_start(struct worker *w);
 /* Ask the worker to stop accepting, finish in-flight requests and exit its
