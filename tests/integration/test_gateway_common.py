@@ -105,6 +105,9 @@ class Env:
 		if self.gw is not None:
 			rc = self.gw.stop()
 			problems += gateway_problems(self.gw, rc)
+			if SECRET in self.gw.log_text():
+				problems.append("%s: the injected Authorization secret is in the log"
+						% self.gw.name)
 		for p in self.procs.values():
 			p.stop()
 		if check and problems:

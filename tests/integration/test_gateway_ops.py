@@ -2,6 +2,7 @@
 reload (on open connections, bad reloads, CRLs) and graceful shutdown."""
 
 import copy
+import http.client
 import re
 import shutil
 import signal
@@ -39,6 +40,9 @@ def e(request, env):
 	return env.use(request)
 
 
+# What a request on a connection the gateway closed raises.
+CLOSED = util.TLS_REFUSED + (http.client.HTTPException,)
+
 LOG_KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
@@ -72,7 +76,6 @@ def test_healthz_and_readyz(e):
 def test_admin_unknown_path_and_method(e):
 	assert e.gw.admin_get("/nope").status == 404
 	assert e.gw.admin_get("/metrics/../healthz").status == 404
-	import http.client
 	c = http.client.HTTPConnection(e.gw.admin_host, e.gw.admin_port, timeout=5)
 	c.request("POST", "/metrics", body=b"x")
 	assert c.getresponse().status in (405, 413, 501)
@@ -105,6 +108,7 @@ def test_metrics_handshake_failures_by_reason(e):
 	tls_refused(e.gw, "client-otherca")
 	wait_metric(e.gw, "subgate_tls_handshake_failures_total", b_none + 1, reason="no_certificate")
 	wait_metric(e.gw, "subgate_tls_handshake_failures_total", b_unt + 1, reason="untrusted")
+	no_new_records(e.crm)
 
 
 def test_metrics_upstream_errors_by_cause(e):
@@ -200,6 +204,7 @@ def test_request_id_in_error_body(e):
 	r = e.gw.request("GET", "/nothing", headers={"X-Request-Id": "bad id"})
 	err = check_error(r, 404, "no_such_integration")
 	assert err["request_id"] != "bad id"
+	no_new_records(e.crm)
 
 
 def test_request_id_on_refusals_before_routing(e):
@@ -207,6 +212,7 @@ def test_request_id_on_refusals_before_routing(e):
 			 headers={"X-Request-Id": "unknown-rid"})
 	err = check_error(r, 403, "client_not_allowed")
 	assert err["request_id"] == "unknown-rid"
+	no_new_records(e.crm)
 
 
 # --------------------------------------------------------------------------
@@ -382,7 +388,7 @@ def test_reload_removed_tenant_refused_on_open_connection(r):
 		r.crm.clear()
 		try:
 			resp = c.request("GET", "/crm/v1/contacts/2")
-		except util.TLS_REFUSED:
+		except CLOSED:
 			resp = None		# closing the connection is a refusal too
 		if resp is not None:
 			check_error(resp, 403, "client_not_allowed")
@@ -402,7 +408,7 @@ def test_reload_removed_grant_refused_on_open_connection(r):
 		# unless the gateway closed it after the refusal).
 		try:
 			resp = c.request("GET", "/crm/v1/contacts/1")
-		except util.TLS_REFUSED:
+		except CLOSED:
 			resp = r.gw.request("GET", "/crm/v1/contacts/1")
 		assert resp.status == 200, resp
 	assert [x["path"] for x in r.crm.wait_records(1)] == ["/v1/contacts/1"]
@@ -418,7 +424,7 @@ def test_reload_new_crl_revokes_open_connection(r):
 		r.crm.clear()
 		try:
 			resp = c.request("GET", "/crm/v1/contacts/2")
-		except util.TLS_REFUSED:
+		except CLOSED:
 			resp = None
 		if resp is not None:
 			check_error(resp, 403, "client_not_allowed")
