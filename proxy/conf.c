@@ -1234,7 +1234,10 @@ conf_parse_request(struct conf_ld *ld, const config_setting_t *g,
 			    "listed under any action of this request block; "
 			    "list it under allow, tokenize, format_preserve, "
 			    "hash or mask", ok, subj);
-		if (policy_rules_add(ep->subjects, subj, POLICY_ALLOW, pe,
+		/* Any action but allow: the daemon walks these paths with
+		 * policy_apply_response, which hands only non-allow string
+		 * values to its callback (the subject hasher). */
+		if (policy_rules_add(ep->subjects, subj, POLICY_HASH, pe,
 		    sizeof(pe)) == -1)
 			return conf_err(ld, e, "%s: %s", ok, pe);
 	}

@@ -52,8 +52,10 @@ if grep -q '^keys' "$conf"; then
 fi
 
 say "sample processors (HTTPS, require the gateway's client certificate)"
+# The CRM answers with the contact as it stored it (reflect), so the
+# response shows subgate turning its tokens back into the real values.
 for p in $crm_port $cal_port; do
-	$PY tests/integration/processor.py --host 127.0.0.1 --port "$p" \
+	$PY tests/integration/processor.py --host 127.0.0.1 --port "$p" --mode reflect \
 		--cert certs/dev/processor.crt --key certs/dev/processor.key \
 		--client-ca certs/dev/gateway-client-ca.crt --record "$work/received-$p.jsonl" \
 		>"$work/processor-$p.log" 2>&1 &
@@ -105,7 +107,7 @@ for i in range(max(len(left), len(right))):
 	b = right[i] if i < len(right) else ""
 	print(a.ljust(w) + "| " + b)
 print()
-print("response returned to the service:")
+print("response returned to the service (the CRM echoed what it stored; subgate restored e-mail and phone):")
 print(textwrap.indent(json.dumps(json.load(open(sys.argv[3])), indent=2), "  "))
 PYEOF
 
