@@ -45,11 +45,14 @@ for s in crm calendar acme-crm; do
 			> "conf/secrets/$s.token")
 	fi
 done
-if grep -q '^keys' "$conf"; then
-	mkdir -p conf/keys
-	[ -f conf/keys/token.keys ] || build/subgatectl keys init conf/keys >/dev/null
-	build/subgatectl keys sync -c "$conf" >/dev/null
-fi
+# Keys and the audit log of this run live in the temporary directory: the
+# demo's config is the example with those two paths changed.
+sed -e "s|conf/keys/|$work/keys/|g" -e "s|\"var/audit\"|\"$work/audit\"|" \
+	conf/subgate.conf >"$work/subgate.conf"
+conf=$work/subgate.conf
+say "keys: subgatectl keys init + keys sync (master keys, one data key per tenant and integration)"
+build/subgatectl keys init "$work/keys" | sed 's/^/  /'
+build/subgatectl keys sync -c "$conf" | sed 's/^/  /'
 
 say "sample processors (HTTPS, require the gateway's client certificate)"
 # The CRM answers with the contact as it stored it (reflect), so the
@@ -118,11 +121,15 @@ echo
 say "a client without a tenant certificate never gets in"
 curl -sS --cacert certs/dev/gateway-ca.crt "https://localhost:$gw_port/crm/v1/contacts" 2>&1 | sed 's/^/  /' || true
 
-if grep -q '^audit' "$conf" && [ -f conf/keys/offline/audit-reader.key ]; then
-	say "the disclosure record (subgatectl audit show)"
-	dir=$(sed -n 's/^ *directory *= *"\([^"]*\)".*/\1/p' "$conf" | head -1)
-	build/subgatectl audit show "$dir" --key conf/keys/offline/audit-reader.key --type disclosure --format jsonl | tail -1
-fi
+say "the disclosure record, decrypted with the compliance reader's key (subgatectl audit show)"
+build/subgatectl audit show "$work/audit" --key "$work/keys/offline/audit-reader.key" \
+	--type disclosure --format jsonl | tail -1 | $PY -m json.tool
+say "which processors received Maria's data? (subgatectl audit show --subject -)"
+echo 'maria.gonzalez@example.net' | build/subgatectl audit show "$work/audit" \
+	--key "$work/keys/offline/audit-reader.key" --index-key "$work/keys/audit-index.key" \
+	--subject - --format table
+say "the log is intact (subgatectl audit verify, with the signer's public key only)"
+build/subgatectl audit verify "$work/audit" --public-key "$work/keys/audit-signer.pub"
 
 say "subgate's operational log (no field values, no concrete paths)"
 grep 'msg=request' "$work/subgate.log" || true
