@@ -370,12 +370,14 @@ show_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
 		}
 	} else
 		buf_printf(&s->line, "%-8s %-24s %-11s %-10s %-12s %-12s "
-		    "%-32s %s", cols[0].data ? cols[0].data : "",
+		    "%-24s %-7s %-28s %s", cols[0].data ? cols[0].data : "",
 		    cols[1].data ? cols[1].data : "",
 		    cols[3].data ? cols[3].data : "",
 		    cols[4].data ? cols[4].data : "",
 		    cols[5].data ? cols[5].data : "",
 		    cols[6].data ? cols[6].data : "",
+		    cols[7].data ? cols[7].data : "",
+		    cols[8].data ? cols[8].data : "",
 		    cols[9].data ? cols[9].data : "",
 		    cols[NCOLS - 1].data ? cols[NCOLS - 1].data : "");
 	buf_append_char(&s->line, '\n');
@@ -563,9 +565,10 @@ show_main(int argc, char **argv)
 			printf("%s%s", i ? "," : "", columns[i]);
 		printf("\n");
 	} else if (s.fmt == FMT_TABLE)
-		printf("%-8s %-24s %-11s %-10s %-12s %-12s %-32s %s\n", "SEQ",
-		    "TIME", "TYPE", "EVENT", "TENANT", "INTEGRATION",
-		    "ENDPOINT", "SUBJECTS");
+		printf("%-8s %-24s %-11s %-10s %-12s %-12s %-24s %-7s %-28s "
+		    "%s\n", "SEQ", "TIME", "TYPE", "EVENT", "TENANT",
+		    "INTEGRATION", "PROCESSOR", "METHOD", "ENDPOINT",
+		    "SUBJECTS");
 	r = audit_log_read(dir, k, since_ms, until_ms, show_cb, &s, err,
 	    sizeof(err));
 	fflush(stdout);
