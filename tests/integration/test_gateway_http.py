@@ -2,22 +2,26 @@
 
 import gzip
 import json
+import socket
+import time
 
 import pytest
 
-from test_gateway_common import (CONTACT, Env, check_error, closed_by_peer, no_new_records,
-				 read_head, read_response, tls_socket)
+from test_gateway_common import (Env, check_error, closed_by_peer, metric, no_new_records,
+				 read_head, read_response, tls_socket, wait_metric)
 
 MAX_HEADER_BYTES = 4096
 MAX_HEADERS = 20
 MAX_BODY = 4096
+CLIENT_TIMEOUT_MS = 1500
 
 BODY = json.dumps({"contact": {"first_name": "Ada", "company": "AE"}}).encode()
 
 
 def _edit(cfg, env):
 	cfg["limits"].update({"max_header_bytes": MAX_HEADER_BYTES, "max_headers": MAX_HEADERS,
-			      "max_body_bytes": MAX_BODY})
+			      "max_body_bytes": MAX_BODY, "client_timeout_ms": CLIENT_TIMEOUT_MS,
+			      "handshake_timeout_ms": CLIENT_TIMEOUT_MS})
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +313,44 @@ def test_expect_100_continue_unlisted_endpoint(e):
 		st, hdrs, rest = read_head(s)
 		assert st == 403, (st, hdrs)
 	no_new_records(e.crm)
+
+
+# --------------------------------------------------------------------------
+# every wait is bounded
+
+def _closed_in_time(sock):
+	t0 = time.monotonic()
+	assert closed_by_peer(sock, timeout=CLIENT_TIMEOUT_MS / 1000.0 + 3), "not closed"
+	took = time.monotonic() - t0
+	assert took >= CLIENT_TIMEOUT_MS / 1000.0 * 0.8, took
+	return took
+
+
+def test_slow_request_head_times_out(e):
+	with tls_socket(e.gw) as s:
+		s.sendall(b"GET /crm/v1/contacts/1 HTTP/1.1\r\nHost: localhost\r\n")
+		_closed_in_time(s)
+	no_new_records(e.crm)
+
+
+def test_slow_request_body_times_out(e):
+	with tls_socket(e.gw) as s:
+		s.sendall(post_head(length=len(BODY)) + BODY[:10])
+		_closed_in_time(s)
+	no_new_records(e.crm)
+
+
+def test_idle_keepalive_connection_closed(e):
+	with tls_socket(e.gw) as s:
+		s.sendall(b"GET /crm/v1/contacts/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		st, _, _ = read_response(s)
+		assert st == 200
+		_closed_in_time(s)
+
+
+def test_handshake_timeout(e):
+	before = metric(e.gw, "subgate_tls_handshake_failures_total", reason="timeout")
+	with socket.create_connection((e.gw.host, e.gw.port), timeout=5) as s:
+		s.sendall(b"\x16\x03\x01")	# a TLS record header, then nothing
+		_closed_in_time(s)
+	wait_metric(e.gw, "subgate_tls_handshake_failures_total", before + 1, reason="timeout")
