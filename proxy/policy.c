@@ -1308,6 +1308,375 @@ policy_apply_response(const struct policy_rules *rules,
 	return pw_apply(rules, r, in, len, xf, out, NULL, 1, err, errlen);
 }
 
+/* ---- root-level names (form fields) ---- */
+
+enum policy_action
+policy_rules_root(const struct policy_rules *r, const char *name, size_t len,
+    struct buf *repath)
+{
+	const struct pnode	*root = r->root, *kid = NULL, *star;
+	enum policy_action	 a = POLICY_DROP;
+	size_t			 idx = 0;
+	int			 dstar = 0, leaf = 0;
+
+	if (repath != NULL)
+		buf_truncate(repath, 0);
+	if (root->has_dstar) {
+		if (repath != NULL)
+			buf_append_str(repath, "**");
+		return root->dstar;
+	}
+	/* the same live nodes, in the same order, as pw_run at the root */
+	if (root->nkids > 0)
+		kid = pnode_kid(root, name, len, &idx);
+	star = root->star;
+	if (kid != NULL && kid->has_dstar) {
+		dstar = 1;
+		a = kid->dstar;
+	}
+	if (star != NULL && star->has_dstar) {
+		dstar = 1;
+		a = star->dstar;
+	}
+	if (!dstar) {
+		if (kid != NULL && kid->has_leaf) {
+			leaf = 1;
+			a = kid->leaf;
+		}
+		if (star != NULL && star->has_leaf) {
+			leaf = 1;
+			a = star->leaf;
+		}
+		if (!leaf)
+			a = POLICY_DROP;
+	}
+	if (repath != NULL) {
+		if (kid != NULL)
+			buf_append(repath, root->kids[idx].disp,
+			    root->kids[idx].displen);
+		else
+			buf_append_char(repath, '*');
+		if (dstar)
+			buf_append_str(repath, ".**");
+	}
+	return a;
+}
+
+/* ---- explain: per-node decisions with the deciding rule ---- */
+
+/*
+ * A naive matcher over the rule list rather than the trie: explain wants
+ * the rule as written, and speed does not matter there. It decides as the
+ * trie walk does (tests/unit/test_ctl_policy.c checks that they agree).
+ */
+struct xseg {
+	int	 arr;		/* an array element */
+	size_t	 off, len;	/* key bytes in the walk's key buffer */
+	size_t	 index;		/* element index */
+};
+
+static int
+xstep_ok(const struct step *s, const struct xseg *g, const char *keys)
+{
+	if (g->arr)
+		return s->kind == STEP_ARR;
+	if (s->kind == STEP_STAR)
+		return 1;
+	return s->kind == STEP_KEY && s->len == g->len &&
+	    memcmp(s->key, keys + g->off, g->len) == 0;
+}
+
+/* Does rule match the node g[0..n), or (**) an ancestor's subtree? */
+static int
+xrule_match(const struct rule *ru, const struct xseg *g, size_t n,
+    const char *keys, int *dstar)
+{
+	size_t	 m = ru->nsteps, i;
+
+	*dstar = m > 0 && ru->steps[m - 1].kind == STEP_DSTAR;
+	if (*dstar)
+		m--;
+	if (*dstar ? m > n : m != n)
+		return 0;
+	for (i = 0; i < m; i++)
+		if (!xstep_ok(&ru->steps[i], &g[i], keys))
+			return 0;
+	return 1;
+}
+
+/* Is a more specific than b: shorter ** prefix, then a key before a *. */
+static int
+xrule_better(const struct rule *a, const struct rule *b)
+{
+	size_t	 i;
+
+	if (a->nsteps != b->nsteps)
+		return a->nsteps < b->nsteps;
+	for (i = 0; i < a->nsteps; i++)
+		if (a->steps[i].kind != b->steps[i].kind)
+			return a->steps[i].kind == STEP_KEY;
+	return 0;
+}
+
+/* The deciding rule for node g[0..n) or NULL; *dstar: it is a ** rule. */
+static const struct rule *
+xdecide(const struct policy_rules *r, const struct xseg *g, size_t n,
+    const char *keys, int *dstar)
+{
+	const struct rule	*best = NULL;
+	size_t			 i;
+	int			 ds, bestds = 0;
+
+	for (i = 0; i < r->nrules; i++) {
+		const struct rule *ru = &r->rules[i];
+
+		if (!xrule_match(ru, g, n, keys, &ds))
+			continue;
+		if (best == NULL || (ds && !bestds) ||
+		    (ds == bestds && xrule_better(ru, best))) {
+			best = ru;
+			bestds = ds;
+		}
+	}
+	*dstar = bestds;
+	return best;
+}
+
+/* Can a rule match something inside the container at g[0..n)? */
+static int
+xdescends(const struct policy_rules *r, const struct xseg *g, size_t n,
+    const char *keys, int is_array)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < r->nrules; i++) {
+		const struct rule *ru = &r->rules[i];
+		enum step_kind k;
+
+		if (ru->nsteps <= n)
+			continue;
+		for (j = 0; j < n; j++)
+			if (!xstep_ok(&ru->steps[j], &g[j], keys))
+				break;
+		if (j < n)
+			continue;
+		k = ru->steps[n].kind;
+		if (is_array ? k == STEP_ARR : (k == STEP_KEY || k == STEP_STAR))
+			return 1;
+	}
+	return 0;
+}
+
+/* The concrete path of g[0..n) in path. */
+static int
+xpath(struct buf *path, const struct xseg *g, size_t n, const char *keys)
+{
+	char	*d;
+	size_t	 i, dl;
+
+	buf_truncate(path, 0);
+	for (i = 0; i < n; i++) {
+		if (g[i].arr) {
+			if (buf_printf(path, "[%zu]", g[i].index) == -1)
+				return -1;
+			continue;
+		}
+		if (i > 0 && buf_append_char(path, '.') == -1)
+			return -1;
+		if ((d = key_display(keys + g[i].off, g[i].len, &dl)) == NULL)
+			return -1;
+		if (buf_append(path, d, dl) == -1) {
+			free(d);
+			return -1;
+		}
+		free(d);
+	}
+	/* an empty buffer has no data to point at */
+	if (path->data == NULL && buf_append(path, "", 0) == -1)
+		return -1;
+	return 0;
+}
+
+struct xwalk {
+	const struct policy_rules	*rules;
+	struct json_reader		*r;
+	struct xseg			*g;
+	size_t				 cap;
+	struct buf			 keys;
+	struct buf			 path;
+	int	(*cb)(void *, const struct policy_decision *);
+	void				*arg;
+	char				*err;
+	size_t				 errlen;
+};
+
+static int
+xfail(struct xwalk *x, const char *why)
+{
+	snprintf(x->err, x->errlen, "%s", why);
+	return -1;
+}
+
+/* Report node g[0..n). 1 when reported, 0 when it needs no line, -1. */
+static int
+xemit(struct xwalk *x, size_t n, const struct json_token *v, int container,
+    int is_array)
+{
+	struct policy_decision	 d;
+	const struct rule	*ru;
+	int			 ds;
+
+	ru = xdecide(x->rules, x->g, n, x->keys.data, &ds);
+	memset(&d, 0, sizeof(d));
+	if (container == POLICY_NONSCALAR) {
+		/* a scalar rule naming a container that no rule enters */
+		if (ru == NULL || ds || xdescends(x->rules, x->g, n,
+		    x->keys.data, is_array))
+			return 0;
+		d.action = POLICY_DROP;
+	} else if (container == POLICY_EMPTY && !ds) {
+		/* an emptied container is dropped; only ** keeps one */
+		d.action = POLICY_DROP;
+		ru = NULL;
+	} else
+		d.action = ru != NULL ? ru->action : POLICY_DROP;
+	d.rule = ru != NULL ? ru->path : NULL;
+	d.value = v;
+	d.container = container;
+	if (xpath(&x->path, x->g, n, x->keys.data) == -1)
+		return xfail(x, "out of memory");
+	d.path = x->path.data;
+	d.pathlen = x->path.len;
+	if (x->cb(x->arg, &d) == -1)
+		return xfail(x, "stopped");
+	return 1;
+}
+
+static int	xvalue(struct xwalk *, const struct json_token *, size_t);
+
+/*
+ * The members of the container at g[0..n) whose BEGIN was read, up to its
+ * END. Returns how many, or -1.
+ */
+static int
+xcontainer(struct xwalk *x, size_t n, int is_array)
+{
+	struct json_token	 t, v;
+	struct xseg		*ng;
+	int			 count = 0;
+
+	if (n + 1 >= x->cap) {
+		if ((ng = realloc(x->g, x->cap * 2 * sizeof(*ng))) == NULL)
+			return xfail(x, "out of memory");
+		x->g = ng;
+		x->cap *= 2;
+	}
+	for (;;) {
+		if (json_next(x->r, &t, x->err, x->errlen) == -1)
+			return -1;
+		if (t.type == JSON_OBJECT_END || t.type == JSON_ARRAY_END)
+			return count;
+		memset(&x->g[n], 0, sizeof(x->g[n]));
+		if (is_array) {
+			x->g[n].arr = 1;
+			x->g[n].index = (size_t)count;
+			v = t;
+		} else {
+			/* keys are copied: the token is gone after json_next */
+			x->g[n].off = x->keys.len;
+			x->g[n].len = t.str_len;
+			if (buf_append(&x->keys, t.str, t.str_len) == -1)
+				return xfail(x, "out of memory");
+			if (json_next(x->r, &v, x->err, x->errlen) == -1)
+				return -1;
+		}
+		if (xvalue(x, &v, n + 1) == -1)
+			return -1;
+		if (!is_array)
+			buf_truncate(&x->keys, x->g[n].off);
+		count++;
+	}
+}
+
+/* The value at g[0..n) whose first token is t. 0 or -1. */
+static int
+xvalue(struct xwalk *x, const struct json_token *t, size_t n)
+{
+	int	 is_array, said, count;
+
+	if (t->type != JSON_OBJECT_BEGIN && t->type != JSON_ARRAY_BEGIN)
+		return xemit(x, n, t, 0, 0) == -1 ? -1 : 0;
+	is_array = t->type == JSON_ARRAY_BEGIN;
+	if ((said = xemit(x, n, NULL, POLICY_NONSCALAR, is_array)) == -1)
+		return -1;
+	if ((count = xcontainer(x, n, is_array)) == -1)
+		return -1;
+	if (count == 0 && !said && xemit(x, n, NULL, POLICY_EMPTY,
+	    is_array) == -1)
+		return -1;
+	return 0;
+}
+
+int
+policy_explain_json(const struct policy_rules *rules, struct json_reader *r,
+    const char *in, size_t len,
+    int (*cb)(void *arg, const struct policy_decision *d), void *arg,
+    char *err, size_t errlen)
+{
+	struct xwalk		 x;
+	struct json_token	 t;
+	char			 dummy[1];
+	int			 rc = -1;
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	memset(&x, 0, sizeof(x));
+	x.rules = rules;
+	x.r = r;
+	x.cb = cb;
+	x.arg = arg;
+	x.err = err;
+	x.errlen = errlen;
+	x.cap = 16;
+	if ((x.g = calloc(x.cap, sizeof(*x.g))) == NULL ||
+	    buf_append(&x.keys, "", 0) == -1) {
+		xfail(&x, "out of memory");
+		goto done;
+	}
+	json_reader_reset(r, in, len);
+	/* the reader refuses any root but an object */
+	if (json_next(r, &t, err, errlen) == -1 ||
+	    xcontainer(&x, 0, 0) == -1 ||
+	    json_next(r, &t, err, errlen) == -1)
+		goto done;
+	rc = 0;
+done:
+	free(x.g);
+	buf_free(&x.keys);
+	buf_free(&x.path);
+	return rc;
+}
+
+enum policy_action
+policy_explain_root(const struct policy_rules *r, const char *name,
+    size_t len, const char **rule)
+{
+	struct xseg		 g;
+	const struct rule	*ru;
+	int			 ds;
+
+	/* the name is the key bytes: g.off 0 into name itself */
+	memset(&g, 0, sizeof(g));
+	g.len = len;
+	ru = xdecide(r, &g, 1, name, &ds);
+	if (rule != NULL)
+		*rule = ru != NULL ? ru->path : NULL;
+	return ru != NULL ? ru->action : POLICY_DROP;
+}
+
 /* ---- flat name tables ---- */
 
 #define NAMES_HASH_AFTER	16

@@ -106,6 +106,62 @@ int	policy_apply_response(const struct policy_rules *rules,
 	    size_t errlen);
 
 /*
+ * Form fields and other flat names decided by body rules: the decision
+ * for a scalar member name[0..len) of the root object, exactly as
+ * policy_apply_json makes it for {"name": value}. So a name matches the
+ * rule "name" (a name holding . [ ] * or " only the quoted rule
+ * "\"con.tact\""), "*", "name.**", "*.**" or "**"; a rule with more
+ * than one segment never matches. Returns the action, POLICY_DROP when no
+ * rule matches. When repath is not NULL it is set to the path for the
+ * report (rule syntax, "*" for a name no rule names literally, ".**"
+ * after it under a ** rule, "**" for the root rule).
+ */
+enum policy_action policy_rules_root(const struct policy_rules *r,
+	    const char *name, size_t len, struct buf *repath);
+
+/*
+ * For `policy explain`: what decided one node of a document. path is the
+ * concrete path, keys in rule syntax (quoted when needed), array elements
+ * as [i] with input indices: contact.email, attendees[1].email, m[0][2].
+ */
+struct policy_decision {
+	const char		*path;		/* NUL-terminated, valid during the call */
+	size_t			 pathlen;
+	enum policy_action	 action;	/* the rule's action; POLICY_DROP when none */
+	const char		*rule;		/* the rule's path as added; NULL: not listed */
+	const struct json_token	*value;		/* the scalar; NULL for a container */
+	int			 container;	/* POLICY_EMPTY or POLICY_NONSCALAR, else 0 */
+};
+
+#define POLICY_EMPTY		1	/* an empty object or array */
+#define POLICY_NONSCALAR	2	/* an object/array where a scalar rule points: dropped */
+
+/*
+ * Walk the JSON object in[0..len) and call cb for every scalar (in
+ * document order), every empty object or array, and every container a
+ * scalar rule names that no rule looks into, with the rule that decides
+ * it under the same semantics as policy_apply_json: a ** rule whose
+ * prefix matches the node or an ancestor (the outermost one), else the
+ * scalar rule naming the node (a literal key preferred over *, then the
+ * first added). The action given is the rule's: a transform may still
+ * refuse the value (see token_xform_request). A separate, slower walk:
+ * policy_apply_json is unchanged. cb returns 0 to go on, -1 to stop.
+ * Returns 0, or -1 with err for invalid JSON, memory, or a stop.
+ */
+int	policy_explain_json(const struct policy_rules *rules,
+	    struct json_reader *r, const char *in, size_t len,
+	    int (*cb)(void *arg, const struct policy_decision *d), void *arg,
+	    char *err, size_t errlen);
+
+/*
+ * The rule that decides a root-level name for explain (form fields): as
+ * policy_rules_root, but returns in *rule the rule's path as added (NULL:
+ * not listed).
+ */
+enum policy_action policy_explain_root(const struct policy_rules *r,
+	    const char *name, size_t len, const char **rule);
+
+/*
  * Flat name -> action tables for path params, query parameters, form
  * fields and headers (headers compare case-insensitively). A name not in
  * the table is POLICY_DROP.

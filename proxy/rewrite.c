@@ -92,33 +92,56 @@ rewrite_path(const struct rewrite_in *in, struct buf *out,
 	return 0;
 }
 
-/* Each query parameter decided on its own; unlisted ones dropped. */
+/*
+ * Each name=value pair of a query string (form = 0, rules ep->query) or
+ * of a form body (form = 1, root-level body rules) decided on its own;
+ * unlisted pairs dropped, the rest re-encoded canonically. The first pair
+ * written is preceded by first ('?' for a query, nothing for a body), the
+ * others by '&'. 0, or -1 with err.
+ */
 static int
-rewrite_query(const struct rewrite_in *in, struct buf *out,
-    struct policy_report *rep, char *err, size_t errlen)
+rewrite_pairs(const struct rewrite_in *in, const char *q, size_t qlen,
+    int form, const char *first, struct buf *out, struct policy_report *rep,
+    char *err, size_t errlen)
 {
 	const struct conf_endpoint	*ep = in->ep;
 	struct route_query_iter		 qi;
+	struct buf			 repath = { 0 };
 	enum policy_action		 a, listed;
 	size_t				 mark;
-	int				 rc, n = 0;
+	int				 rc, xrc, n = 0;
 
-	if (in->target->query == NULL)
-		return 0;
-	route_query_init(&qi, in->target->query, in->target->query_len);
+	route_query_init(&qi, q, qlen);
 	while ((rc = route_query_next(&qi, err, errlen)) == 1) {
-		listed = ep->query ? policy_names_lookup(ep->query,
-		    qi.name.data, qi.name.len) : POLICY_DROP;
+		if (form)
+			listed = policy_rules_root(ep->request, qi.name.data,
+			    qi.name.len, &repath);
+		else
+			listed = ep->query ? policy_names_lookup(ep->query,
+			    qi.name.data, qi.name.len) : POLICY_DROP;
 		a = listed;
 		mark = out->len;
 		if (a != POLICY_DROP) {
-			buf_append_char(out, n ? '&' : '?');
+			if (n > 0)
+				buf_append_char(out, '&');
+			else
+				buf_append_str(out, first);
 			route_encode(out, qi.name.data, qi.name.len);
 			if (qi.has_value) {
 				buf_append_char(out, '=');
-				if (rewrite_text(in->tok, a, qi.value.data,
-				    qi.value.len, out) != 0) {
+				xrc = rewrite_text(in->tok, a, qi.value.data,
+				    qi.value.len, out);
+				if (xrc == -1) {
+					snprintf(err, errlen, "a %s could not be "
+					    "transformed by %s", form ? "field" :
+					    "parameter", policy_action_name(a));
+					rc = -1;
+					break;
+				}
+				if (xrc == 1) {
+					/* refused by its action: dropped */
 					buf_truncate(out, mark);
+					rep->dropped_invalid++;
 					a = POLICY_DROP;
 				}
 			}
@@ -127,12 +150,15 @@ rewrite_query(const struct rewrite_in *in, struct buf *out,
 		if (a != POLICY_DROP)
 			n++;
 		/* A name no rule lists may itself be data: "*". */
-		if (listed == POLICY_DROP)
+		if (form)
+			policy_report_add(rep, a, repath.data, repath.len);
+		else if (listed == POLICY_DROP)
 			policy_report_add(rep, a, "*", 1);
 		else
 			policy_report_add(rep, a, qi.name.data, qi.name.len);
 	}
 	route_query_free(&qi);
+	buf_free(&repath);
 	return rc == -1 ? -1 : 0;
 }
 
@@ -148,8 +174,18 @@ rewrite_request(const struct rewrite_in *in, struct buf *out,
 	size_t				 i;
 
 	/* Body first: a refusal must not leave anything half-built. */
-	if (in->body_len > 0 && policy_apply_json(ep->request, in->json,
-	    in->body, in->body_len, &xf, &body, &rep->fields, e,
+	if (in->body_len > 0 && ep->request == NULL) {
+		snprintf(err, errlen, "this endpoint takes no request body");
+		goto fail;
+	}
+	if (in->body_len > 0 && in->form) {
+		if (rewrite_pairs(in, in->body, in->body_len, 1, "", &body,
+		    &rep->fields, e, sizeof(e)) == -1) {
+			snprintf(err, errlen, "request body: %s", e);
+			goto fail;
+		}
+	} else if (in->body_len > 0 && policy_apply_json(ep->request,
+	    in->json, in->body, in->body_len, &xf, &body, &rep->fields, e,
 	    sizeof(e)) == -1) {
 		snprintf(err, errlen, "request body: %s", e);
 		goto fail;
@@ -158,7 +194,9 @@ rewrite_request(const struct rewrite_in *in, struct buf *out,
 	buf_append_char(out, ' ');
 	if (rewrite_path(in, out, &rep->params, err, errlen) == -1)
 		goto fail;
-	if (rewrite_query(in, out, &rep->query, e, sizeof(e)) == -1) {
+	if (in->target->query != NULL && rewrite_pairs(in, in->target->query,
+	    in->target->query_len, 0, "?", out, &rep->query, e,
+	    sizeof(e)) == -1) {
 		snprintf(err, errlen, "query: %s", e);
 		goto fail;
 	}
@@ -192,7 +230,9 @@ rewrite_request(const struct rewrite_in *in, struct buf *out,
 	buf_append_str(out, "Accept-Encoding: identity\r\n");
 	if (ep->has_request && (in->body_len > 0 ||
 	    (strcmp(ep->method, "GET") != 0 && strcmp(ep->method, "HEAD") != 0))) {
-		buf_append_str(out, "Content-Type: application/json\r\n");
+		buf_append_str(out, in->form ?
+		    "Content-Type: application/x-www-form-urlencoded\r\n" :
+		    "Content-Type: application/json\r\n");
 		buf_printf(out, "Content-Length: %zu\r\n", body.len);
 	}
 	buf_append_str(out, "\r\n");

@@ -25,6 +25,7 @@ struct rewrite_in {
 	const char			*request_id;	/* forwarded if X-Request-Id is allowed */
 	struct token_ctx		*tok;		/* keys of the (tenant, integration) pair */
 	struct json_reader		*json;		/* reused reader with the depth limit */
+	int				 form;		/* body is application/x-www-form-urlencoded */
 };
 
 /* What was decided, per part of the request, for the audit record. */
@@ -43,9 +44,21 @@ void	rewrite_report_free(struct rewrite_report *rep);
  * the decided params, only listed query parameters and headers, the
  * account's set headers, Host = server_name, Accept-Encoding: identity,
  * Content-Type and Content-Length set here. *body_len is the length of the
- * forwarded body (it is the tail of out). Returns 0, or -1 with a reason
- * for a 400 in err (a body that is not acceptable JSON, a path parameter
- * its action refuses, a malformed query); out is then undefined.
+ * forwarded body (it is the tail of out).
+ *
+ * The body is JSON, or when in->form is set a form
+ * (application/x-www-form-urlencoded): each name=value pair is decided on
+ * its own by the body rule for that literal name at the root
+ * (policy_rules_root: a field "contact.email" matches only the rule
+ * "\"contact.email\""), repeated names each decided, values transformed
+ * like query parameters, unlisted pairs dropped, names and values
+ * re-encoded canonically (route_encode), and the forwarded Content-Type is
+ * application/x-www-form-urlencoded. Field names no rule names literally
+ * are reported as "*".
+ *
+ * Returns 0, or -1 with a reason for a 400 in err (a body that is not
+ * acceptable JSON or form, a path parameter its action refuses, a
+ * malformed query, a transform that failed); out is then undefined.
  */
 int	rewrite_request(const struct rewrite_in *in, struct buf *out,
 	    size_t *body_len, struct rewrite_report *rep, char *err,
