@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <assert.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -549,6 +550,25 @@ uconn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (x->state == UX_CONNECTING) {
+		struct sockaddr_storage	 peer;
+		socklen_t		 plen = sizeof(peer), elen;
+		int			 soerr = 0;
+		evutil_socket_t		 fd = bufferevent_getfd(c->bev);
+
+		/* Did TCP ever connect? A refused or unreachable connect
+		 * shows up here as an error or EOF of the TLS layer. */
+		elen = sizeof(soerr);
+		if (fd >= 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr,
+		    &elen) == -1 || soerr != 0 || getpeername(fd,
+		    (struct sockaddr *)&peer, &plen) == -1)) {
+			while (bufferevent_get_openssl_error(c->bev) != 0)
+				;
+			snprintf(detail, sizeof(detail), "cannot connect to "
+			    "processor: %s", soerr ? strerror(soerr) :
+			    "connection refused or unreachable");
+			ux_finish(x, UP_CONNECT, detail);
+			return;
+		}
 		if (what & BEV_EVENT_ERROR) {
 			unsigned long e = bufferevent_get_openssl_error(c->bev);
 			int serr = EVUTIL_SOCKET_ERROR();
