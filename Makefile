@@ -57,7 +57,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; (cd tests/unit && ../../$$t); done
 
 integration: all
-	cd tests/integration && /usr/bin/python3 -m pytest -q -x -p no:cacheprovider .
+	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 test: deps
 	$(MAKE) all $(UNIT_BIN)
