@@ -21,6 +21,41 @@ rewrite_report_free(struct rewrite_report *rep)
 	policy_report_free(&rep->headers);
 }
 
+int
+rewrite_content_type(const char *v, size_t len)
+{
+	static const char *const types[] = { "application/json",
+	    "application/x-www-form-urlencoded" };
+	const char	*p, *end = v + len;
+	size_t		 i, n, rest;
+	int		 kind;
+
+	for (kind = 0; kind < 2; kind++) {
+		n = strlen(types[kind]);
+		if (len >= n && strncasecmp(v, types[kind], n) == 0)
+			break;
+	}
+	if (kind == 2)
+		return -1;
+	p = v + n;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p == end)
+		return kind;
+	if (*p++ != ';')
+		return -1;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	rest = (size_t)(end - p);
+	for (i = 0; i < 2; i++) {
+		const char *cs = i == 0 ? "charset=utf-8" : "charset=\"utf-8\"";
+
+		if (rest == strlen(cs) && strncasecmp(p, cs, rest) == 0)
+			return kind;
+	}
+	return -1;
+}
+
 /*
  * Append the canonical percent-encoding of a value after its action.
  * 0, or 1 when the action refuses the value (format_preserve of fewer than

@@ -39,6 +39,15 @@ struct rewrite_report {
 void	rewrite_report_free(struct rewrite_report *rep);
 
 /*
+ * The kind of request body a Content-Type value v[0..len) announces:
+ * application/json (0) or application/x-www-form-urlencoded (1), media
+ * type compared case-insensitively, optionally followed by
+ * ";charset=utf-8" (quoted or not, white space around ';' allowed).
+ * Anything else: -1 (415). Set rewrite_in.form to the result when it is 1.
+ */
+int	rewrite_content_type(const char *v, size_t len);
+
+/*
  * Produce in out the whole upstream request (request line, headers, body)
  * from the endpoint's rules alone: the path rebuilt from the pattern and
  * the decided params, only listed query parameters and headers, the
