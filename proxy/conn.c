@@ -162,7 +162,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 	int		 one = 1;
 
 	(void)sa;
-	if ((g = gen_current()) == NULL)
+	if ((g = worker_gen(w)) == NULL)
 		goto fail;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -188,11 +188,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 	TAILQ_INSERT_TAIL(&w->conns, c, entry);
 	w->nconns++;
 	__atomic_fetch_add(&worker_conns_total, 1, __ATOMIC_RELAXED);
-	gen_unref(g);
 	return;
 fail:
 	ERR_clear_error();
-	gen_unref(g);
 	if (c != NULL) {
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
@@ -326,13 +324,12 @@ conn_handshake_done(struct conn *c)
 	metrics_add(c->w->metrics, "subgate_tls_handshakes_total", "", 1);
 	c->state = C_IDLE;
 	evtimer_del(c->timer);
-	if ((g = gen_current()) != NULL) {
+	if ((g = worker_gen(c->w)) != NULL) {
 		struct timeval wt;
 		wt.tv_sec = g->conf->limits.client_timeout_ms / 1000;
 		wt.tv_usec = (g->conf->limits.client_timeout_ms % 1000) * 1000;
 		bufferevent_set_timeouts(c->bev, NULL, &wt);
 		conn_arm(c, g->conf->limits.client_timeout_ms);
-		gen_unref(g);
 	}
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		conn_read_cb(c->bev, c);
@@ -718,17 +715,15 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 	if (c->state != C_WRITING)
 		return;
 	request_free(c);
-	g = gen_current();
+	g = worker_gen(c->w);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (c->w->draining || g == NULL || ts_diff(&c->born, &now) * 1000 >=
 	    g->conf->limits.max_connection_age_ms) {
-		gen_unref(g);
 		conn_free(c);
 		return;
 	}
 	c->state = C_IDLE;
 	conn_arm(c, g->conf->limits.client_timeout_ms);
-	gen_unref(g);
 	bufferevent_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		conn_read_cb(c->bev, c);
@@ -743,8 +738,9 @@ conn_request_new(struct conn *c)
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	c->req = r;
-	if ((r->gen = gen_current()) == NULL)
+	if ((r->gen = worker_gen(c->w)) == NULL)
 		return -1;
+	gen_ref(r->gen);
 	if ((r->hdrs = calloc(r->gen->conf->limits.max_headers,
 	    sizeof(*r->hdrs))) == NULL)
 		return -1;

@@ -14,6 +14,7 @@
 
 static pthread_mutex_t	 gen_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct gen	*gen_now;
+static uint64_t		 gen_epoch = 1;	/* bumped by every gen_install */
 
 unsigned
 gen_implemented_actions(void)
@@ -216,6 +217,22 @@ gen_install(struct gen *g)
 	pthread_mutex_lock(&gen_mtx);
 	old = gen_now;
 	gen_now = g;
+	__atomic_add_fetch(&gen_epoch, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&gen_mtx);
 	gen_unref(old);
+}
+
+struct gen *
+gen_cached(struct gen **cache, uint64_t *epoch)
+{
+	uint64_t	e = __atomic_load_n(&gen_epoch, __ATOMIC_ACQUIRE);
+	struct gen	*g;
+
+	if (*cache == NULL || *epoch != e) {
+		g = gen_current();
+		gen_unref(*cache);
+		*cache = g;
+		*epoch = e;
+	}
+	return *cache;
 }

@@ -54,4 +54,12 @@ const struct gen_account *gen_account_for(const struct gen *g,
 struct gen *gen_current(void);
 void	gen_install(struct gen *g);
 
+/*
+ * A thread's cached view of the generation in force, refreshed when a new
+ * one is installed: no lock on the request path. Returns the cached
+ * generation, borrowed (valid until the next call from the same thread);
+ * take gen_ref to keep it longer. *cache holds a reference.
+ */
+struct gen *gen_cached(struct gen **cache, uint64_t *epoch);
+
 #endif

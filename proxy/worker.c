@@ -17,6 +17,12 @@
 
 int worker_conns_total;
 
+struct gen *
+worker_gen(struct worker *w)
+{
+	return gen_cached(&w->gen, &w->gen_epoch);
+}
+
 static void
 worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -27,12 +33,11 @@ worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	(void)l;
 	(void)salen;
-	if ((g = gen_current()) == NULL) {
+	if ((g = worker_gen(w)) == NULL) {
 		close(fd);
 		return;
 	}
 	max = g->conf->limits.max_connections;
-	gen_unref(g);
 	if (w->draining ||
 	    __atomic_load_n(&worker_conns_total, __ATOMIC_RELAXED) >= max) {
 		metrics_add(w->metrics, "subgate_connections_refused_total",
@@ -189,6 +194,7 @@ worker_free(struct worker *w)
 	if (w->dns != NULL)
 		evdns_base_free(w->dns, 0);
 	metrics_free(w->metrics);
+	gen_unref(w->gen);
 	if (w->base != NULL)
 		event_base_free(w->base);
 	free(w);

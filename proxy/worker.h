@@ -38,7 +38,13 @@ struct worker {
 	struct conn_list	 conns;
 	size_t			 nconns;
 	int			 draining;
+	struct gen		*gen;		/* cached generation (gen_cached) */
+	uint64_t		 gen_epoch;
 };
+
+/* The generation in force, borrowed from the worker's cache (worker thread
+ * only). NULL before the first install. */
+struct gen *worker_gen(struct worker *w);
 
 /* Connections open across all workers (for max_connections and metrics). */
 extern int worker_conns_total;
