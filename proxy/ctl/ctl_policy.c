@@ -119,7 +119,7 @@ explain_body_cb(void *arg, const struct policy_decision *d)
 			if (policy_rules_path(x->ep->request, i, &a) == d->rule)
 				break;
 		row_add(x, "body", d->path, d->pathlen, "drop (request.%s "
-		    "\"%s\" names a scalar; an object or array is here)",
+		    "%s names a scalar; an object or array is here)",
 		    policy_action_name(a), d->rule);
 		return 0;
 	}
@@ -128,7 +128,7 @@ explain_body_cb(void *arg, const struct policy_decision *d)
 			row_add(x, "body", d->path, d->pathlen, "empty -> drop");
 		else
 			row_add(x, "body", d->path, d->pathlen, "%s (request.%s "
-			    "\"%s\"): kept empty", policy_action_name(d->action),
+			    "%s): kept empty", policy_action_name(d->action),
 			    policy_action_name(d->action), d->rule);
 		return 0;
 	}
@@ -144,13 +144,13 @@ explain_body_cb(void *arg, const struct policy_decision *d)
 			return -1;
 		if (rc == 1) {
 			row_add(x, "body", d->path, d->pathlen, "%s (request.%s "
-			    "\"%s\"): value refused -> drop",
+			    "%s): value refused -> drop",
 			    policy_action_name(d->action),
 			    policy_action_name(d->action), d->rule);
 			return 0;
 		}
 	}
-	row_add(x, "body", d->path, d->pathlen, "%s (request.%s \"%s\")",
+	row_add(x, "body", d->path, d->pathlen, "%s (request.%s %s)",
 	    policy_action_name(d->action), policy_action_name(d->action),
 	    d->rule);
 	return 0;
@@ -221,7 +221,7 @@ explain_pairs(struct explain *x, const char *q, size_t qlen, int form,
 			rc = -1;
 			break;
 		}
-		row_add(x, where, name.data, name.len, "%s (%s.%s \"%s\")%s",
+		row_add(x, where, name.data, name.len, "%s (%s.%s %s)%s",
 		    policy_action_name(a), form ? "request" : "query",
 		    policy_action_name(a), rule,
 		    xrc == 1 ? ": value refused -> drop" : "");
@@ -284,6 +284,21 @@ request_id_ok(const char *s, size_t len)
 		    strchr("._:-", s[i]) != NULL))
 			return 0;
 	return 1;
+}
+
+/* Headers the gateway always writes itself (never listable). */
+static int
+framing_header(const char *n, size_t len)
+{
+	static const char *const names[] = { "Host", "Content-Type",
+	    "Content-Length", "Accept-Encoding", "Transfer-Encoding",
+	    "Connection", NULL };
+	size_t	 i;
+
+	for (i = 0; names[i] != NULL; i++)
+		if (strlen(names[i]) == len && strncasecmp(names[i], n, len) == 0)
+			return 1;
+	return 0;
 }
 
 /* A header field name: an RFC 9110 token. */
@@ -621,11 +636,14 @@ policy_explain(int argc, char **argv)
 					listed = n;
 			}
 			row_add(&x, "header", h[i].name, h[i].name_len,
-			    "allow (headers.allow \"%s\")%s", listed,
+			    "allow (headers.allow %s)%s", listed,
 			    h[i].name_len == 12 && strncasecmp(h[i].name,
 			    "X-Request-Id", 12) == 0 ? ": the gateway's request "
 			    "id is sent" : "");
-		} else
+		} else if (framing_header(h[i].name, h[i].name_len))
+			row_add(&x, "header", h[i].name, h[i].name_len,
+			    "not listed -> drop (subgate writes its own)");
+		else
 			row_add(&x, "header", h[i].name, h[i].name_len,
 			    "not listed -> drop");
 	}
@@ -880,7 +898,7 @@ streq(const char *a, const char *b)
 static const char *
 dstr(const char *s)
 {
-	return s == NULL ? "(none)" : s;
+	return s == NULL || *s == '\0' ? "(none)" : s;
 }
 
 /* Rule paths of r whose action is a (response rules), as a name array. */
@@ -992,6 +1010,43 @@ done:
 	return rc;
 }
 
+/* The same pins, in any order? */
+static int
+pins_equal(const struct conf_account *a, const struct conf_account *b)
+{
+	size_t	 i, j;
+
+	if (a->npins != b->npins)
+		return 0;
+	for (i = 0; i < a->npins; i++) {
+		for (j = 0; j < b->npins; j++)
+			if (strcmp(a->pins[i], b->pins[j]) == 0)
+				break;
+		if (j == b->npins)
+			return 0;
+	}
+	return 1;
+}
+
+/* The same set headers (names case-insensitive) from the same files? */
+static int
+sets_equal(const struct conf_account *a, const struct conf_account *b)
+{
+	size_t	 i, j;
+
+	if (a->nset != b->nset)
+		return 0;
+	for (i = 0; i < a->nset; i++) {
+		for (j = 0; j < b->nset; j++)
+			if (strcasecmp(a->set[i].name, b->set[j].name) == 0 &&
+			    streq(a->set[i].file, b->set[j].file))
+				break;
+		if (j == b->nset)
+			return 0;
+	}
+	return 1;
+}
+
 /*
  * The recipient fields of two accounts. where names the owner
  * ("integrations[crm]" or "tenants[acme].integrations[crm]"). With base
@@ -1005,7 +1060,6 @@ diff_account(struct dstate *d, const char *where, const struct conf_account *o,
 {
 	char	**on, **nn;
 	size_t	 i, j;
-	int	 same;
 
 #define OVERRIDDEN(f)	(obase == NULL || !streq(o->f, obase->f) || \
 			    !streq(n->f, nbase->f))
@@ -1021,16 +1075,8 @@ diff_account(struct dstate *d, const char *where, const struct conf_account *o,
 #undef FIELD
 #undef OVERRIDDEN
 
-	/* pins: as sets */
-	same = o->npins == n->npins;
-	for (i = 0; same && i < n->npins; i++) {
-		for (j = 0; j < o->npins; j++)
-			if (strcmp(o->pins[j], n->pins[i]) == 0)
-				break;
-		same = j < o->npins;
-	}
-	if (!same && (obase == NULL || o->pins != obase->pins ||
-	    n->pins != nbase->pins)) {
+	if (!pins_equal(o, n) && (obase == NULL || !pins_equal(o, obase) ||
+	    !pins_equal(n, nbase))) {
 		char wp[1100];
 
 		snprintf(wp, sizeof(wp), "%s.pin_sha256", where);
@@ -1039,7 +1085,8 @@ diff_account(struct dstate *d, const char *where, const struct conf_account *o,
 	}
 
 	/* set headers: names (case-insensitive) and their files */
-	if (obase != NULL && o->set == obase->set && n->set == nbase->set)
+	if (sets_equal(o, n) || (obase != NULL && sets_equal(o, obase) &&
+	    sets_equal(n, nbase)))
 		return;
 	on = calloc(o->nset + 1, sizeof(*on));
 	nn = calloc(n->nset + 1, sizeof(*nn));
@@ -1059,7 +1106,7 @@ diff_account(struct dstate *d, const char *where, const struct conf_account *o,
 				    o->set[j].name) == 0 &&
 				    !streq(n->set[i].file, o->set[j].file))
 					dline(d, D_RECIPIENT, "%s[%s].file: %s "
-					    "-> %s (another credential)", ws,
+					    "-> %s", ws,
 					    n->set[i].name, o->set[j].file,
 					    n->set[i].file);
 	}
@@ -1157,14 +1204,18 @@ diff_tenant(struct dstate *d, const struct conf_tenant *o,
 
 	snprintf(where, sizeof(where), "tenants[%s]", n->id);
 	if (o == NULL) {
-		struct buf l = { 0 };
+		struct buf c = { 0 }, l = { 0 };
 
+		for (i = 0; i < n->nclients; i++)
+			buf_printf(&c, "%s%s", i ? ", " : "", n->clients[i]);
 		for (i = 0; i < n->nuses; i++)
 			buf_printf(&l, "%s%s", i ? ", " : "",
 			    n->uses[i].integration->name);
-		dline(d, D_MORE, "%s: added, using %s", where,
-		    l.len ? l.data : "no integration");
+		dline(d, D_MORE, "%s: added, clients %s, using %s", where,
+		    c.len ? c.data : "(none)", l.len ? l.data : "no integration");
+		buf_free(&c);
 		buf_free(&l);
+		return;
 	} else if (!streq(o->phone_country_code, n->phone_country_code))
 		dline(d, D_CHANGED, "%s.phone_country_code: %s -> %s", where,
 		    dstr(o->phone_country_code), dstr(n->phone_country_code));
