@@ -13,7 +13,7 @@ import pytest
 
 import util
 from test_gateway_common import (CONTACT, SECRET, Env, check_error, metric, no_new_records,
-				 tls_refused, wait_metric)
+				 read_response, tls_refused, tls_socket, wait_metric)
 
 
 def _edit(cfg, env):
@@ -434,6 +434,55 @@ def test_reload_new_crl_revokes_open_connection(r):
 	assert r.gw.request("GET", "/crm/v1/contacts/3").status == 200
 
 
+def test_reload_pin_change_not_bypassed_by_pooled_connection(r):
+	# A pooled upstream connection made under the old trust settings must
+	# not carry a call once the reload pinned another key.
+	with r.gw.connect() as c:
+		assert c.request("GET", "/crm/v1/contacts/1").status == 200
+		assert c.request("GET", "/crm/v1/contacts/2").status == 200
+		cfg = copy.deepcopy(r.original)
+		cfg["integrations"][0]["pin_sha256"] = [r.pki.spki_sha256("processor-wrongname")]
+		assert r.gw.reload(cfg=cfg).ok
+		r.crm.clear()
+		resp = c.request("GET", "/crm/v1/contacts/3")
+		check_error(resp, 502, "upstream_error", r"pin")
+	no_new_records(r.crm)
+
+
+def test_reload_while_request_in_flight(r):
+	# The call that started under the old generation completes under it;
+	# the next one sees the new policy.
+	r.crm.set_mode("slow", delay=1.0)
+	result = {}
+	try:
+		with r.gw.connect("tenant-globex") as c:
+			def call():
+				try:
+					result["r"] = c.request("GET", "/crm/v1/contacts/1")
+				except Exception as ex:	# noqa: BLE001
+					result["e"] = ex
+			t = threading.Thread(target=call)
+			t.start()
+			r.crm.wait_records(1)
+			cfg = copy.deepcopy(r.original)
+			cfg["tenants"] = [x for x in cfg["tenants"] if x["id"] != "globex"]
+			assert r.gw.reload(cfg=cfg).ok
+			t.join(10)
+			assert "e" not in result, result
+			assert result["r"].status == 200, result["r"]
+			r.crm.set_mode()
+			r.crm.clear()
+			try:
+				resp = c.request("GET", "/crm/v1/contacts/2")
+			except CLOSED:
+				resp = None
+			if resp is not None:
+				check_error(resp, 403, "client_not_allowed")
+		no_new_records(r.crm)
+	finally:
+		r.crm.set_mode()
+
+
 @pytest.mark.parametrize("how", ["syntax", "semantic", "missing file", "bad crl"])
 def test_bad_reload_keeps_old_config(r, how):
 	gen0 = r.gw.generation()
@@ -529,3 +578,47 @@ def test_shutdown_grace_bounds_the_wait(gateway, gateway_config, processor):
 	t.join(10)
 	# The abandoned call ends (closed or an error), it does not hang.
 	assert "e" in result or result["r"].status >= 500, result
+
+
+def test_shutdown_does_not_serve_queued_requests(gateway, gateway_config, processor):
+	# Two pipelined requests; SIGTERM while the first is at the processor:
+	# the first completes (and says Connection: close), the second is never
+	# forwarded (a 503 draining answer, or no answer, are both fine).
+	slow = processor("slow", delay=1.0)
+	cfg = gateway_config(crm=slow)
+	cfg["limits"]["shutdown_grace_ms"] = 8000
+	gw = gateway(cfg)
+	with tls_socket(gw) as s:
+		s.sendall(b"GET /crm/v1/contacts/1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+			  b"GET /crm/v1/contacts/2 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		slow.wait_records(1)
+		gw.signal(signal.SIGTERM)
+		st, hdrs, body = read_response(s)
+		assert st == 200 and b"/v1/contacts/1" in body, (st, body)
+		assert hdrs.get("connection", "").lower() == "close", hdrs
+		rest = b""
+		s.settimeout(3)
+		try:
+			while True:
+				b = s.recv(65536)
+				if not b:
+					break
+				rest += b
+		except (OSError, ValueError):
+			pass
+	if rest:
+		st2, _, body2 = read_response(_Buffered(rest))
+		assert st2 == 503 and b"draining" in body2, rest
+	assert gw.wait_exit(10) == 0
+	assert [x["path"] for x in slow.records()] == ["/v1/contacts/1"]
+
+
+class _Buffered:
+	"""A recv()-able stand-in over bytes already read."""
+
+	def __init__(self, data):
+		self.data = data
+
+	def recv(self, n):
+		out, self.data = self.data[:n], self.data[n:]
+		return out

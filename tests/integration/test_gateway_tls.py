@@ -66,6 +66,26 @@ def test_tls11_refused(e):
 	wait_metric(e.gw, "subgate_tls_handshake_failures_total", before + 1)
 
 
+def test_non_aead_suites_refused(e):
+	# TLS 1.2 with CBC (non-AEAD) suites only: no shared cipher.
+	before = metric(e.gw, "subgate_tls_handshake_failures_total")
+	cbc = ("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-ECDSA-AES128-SHA256:"
+	       "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-SHA:AES128-SHA256")
+	with pytest.raises(util.TLS_REFUSED):
+		with e.gw.connect(max_version="1.2", ciphers=cbc, timeout=5) as c:
+			c.request("GET", "/crm/v1/contacts/1")
+	no_new_records(e.crm)
+	wait_metric(e.gw, "subgate_tls_handshake_failures_total", before + 1)
+
+
+def test_negotiated_suite_is_aead(e):
+	with e.gw.connect(max_version="1.2") as c:
+		name, version, bits = c.sock.cipher()
+		assert c.request("GET", "/crm/v1/contacts/1").status == 200
+	assert version == "TLSv1.2"
+	assert "GCM" in name or "CHACHA20" in name or "CCM" in name, name
+
+
 @pytest.mark.parametrize("cert,reason", [
 	(None, "no_certificate"),
 	("client-otherca", "untrusted"),

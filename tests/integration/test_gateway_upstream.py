@@ -9,6 +9,7 @@ from test_gateway_common import (CONTACT, SECRET, Env, check_error, header_value
 				 no_new_records, wait_metric)
 
 TIMEOUT_MS = 1000
+MAX_RESPONSE = 8192
 
 PROCS = {
 	"crm": {},
@@ -17,11 +18,13 @@ PROCS = {
 	"pin": {},
 	"slow": {"mode": "slow", "delay": 3.0},
 	"flaky": {},
+	"v6": {"host": "::1"},
 }
 
 
 def _edit(cfg, env):
 	cfg["limits"]["upstream_timeout_ms"] = TIMEOUT_MS
+	cfg["limits"]["max_response_bytes"] = MAX_RESPONSE
 	crm = cfg["integrations"][0]
 	other_key = env.pki.spki_sha256("processor-wrongname")
 	env.refused_port = util.free_port()
@@ -47,6 +50,11 @@ def _edit(cfg, env):
 		integ("refused", "https://127.0.0.1:%d" % env.refused_port),
 		integ("slow", p["slow"].url),
 		integ("flaky", p["flaky"].url),
+		integ("v6", p["v6"].url),
+		integ("byname", "https://localhost:%d" % p["crm"].port),
+		integ("detok", p["flaky"].url, endpoints=[
+			{"method": "GET", "path": "/v1/contacts/{id}", "params": {"id": "allow"},
+			 "response": {"detokenize": ["contact.email"]}}]),
 	]
 	cfg["integrations"] += extra
 	cfg["tenants"][0]["integrations"] += [x["name"] for x in extra]
@@ -213,6 +221,45 @@ def test_pool_recovers_after_processor_restart(e):
 		r = c.request("GET", "/flaky/v1/contacts/2")
 	assert r.status == 200, r
 	assert flaky.wait_records(1)[-1]["path"] == "/v1/contacts/2"
+
+
+def test_ipv6_upstream(e):
+	r = e.gw.request("GET", "/v6/v1/contacts/5")
+	assert r.status == 200, r
+	assert e.procs["v6"].wait_records(1)[0]["path"] == "/v1/contacts/5"
+
+
+def test_upstream_by_name(e):
+	# "localhost" is resolved (asynchronously); server_name stays the
+	# integration's, so the certificate check is unchanged.
+	r = e.gw.request("GET", "/byname/v1/contacts/5")
+	assert r.status == 200, r
+	rec = e.crm.wait_records(1)[0]
+	assert rec["sni"] == "crm.processor.test"
+	assert header_values(rec, "Host") == ["crm.processor.test"]
+
+
+@pytest.mark.parametrize("mode", ["fixed", "chunked", "close"])
+def test_response_larger_than_max_response_bytes(e, mode):
+	big = {"contact": {"notes": "n" * (MAX_RESPONSE * 2)}}
+	if mode == "fixed":
+		e.procs["flaky"].set_mode("fixed", status=200, body=big)
+	else:
+		# echo/chunked/close modes answer with the request: make it big
+		# through the (allowed) path parameter.
+		e.procs["flaky"].set_mode(mode)
+	path = "/flaky/v1/contacts/" + ("x" * (MAX_RESPONSE + 100) if mode != "fixed" else "1")
+	before = metric(e.gw, "subgate_upstream_errors_total", cause="too_large")
+	r = e.gw.request("GET", path)
+	check_error(r, 502, "upstream_error", r"large|max_response")
+	assert b"nnnnnnnn" not in r.body and b"xxxxxxxx" not in r.body
+	wait_metric(e.gw, "subgate_upstream_errors_total", before + 1, cause="too_large")
+
+
+def test_compressed_response_on_detokenising_endpoint(e):
+	e.procs["flaky"].set_mode("gzip")
+	r = e.gw.request("GET", "/detok/v1/contacts/5")
+	check_error(r, 502, "upstream_error", r"compress|encoding")
 
 
 def test_no_secret_anywhere_in_the_log(e):
