@@ -726,17 +726,13 @@ struct dstate {
 	size_t	 more, less, changed;
 };
 
-static void
-dline(struct dstate *d, enum dkind k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+static void __attribute__((format(printf, 3, 4)))
 dline(struct dstate *d, enum dkind k, const char *fmt, ...)
 {
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vfprintf(stdout, fmt, ap);
 	va_end(ap);
 	switch (k) {
 	case D_MORE:

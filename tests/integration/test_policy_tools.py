@@ -4,7 +4,8 @@ Each case runs build/subgatectl from the repository root (config paths in
 messages are then the ones written here) and compares stdout, stderr and
 the exit status byte for byte with fixtures/policy/golden/NAME.{out,err,rc}.
 Regenerate after an intended change with SUBGATE_UPDATE_GOLDEN=1 and review
-the diff of the golden files like any other change.
+the diff of the golden files like any other change. SUBGATECTL=PATH runs
+another build (an ASan one, say) against the same goldens.
 """
 
 import os
@@ -15,7 +16,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-CTL = os.path.join(ROOT, "build", "subgatectl")
+CTL = os.environ.get('SUBGATECTL', os.path.join(ROOT, 'build', 'subgatectl'))
 FIX = "tests/integration/fixtures/policy"
 GOLDEN = os.path.join(ROOT, FIX, "golden")
 UPDATE = os.environ.get("SUBGATE_UPDATE_GOLDEN") == "1"
