@@ -76,6 +76,7 @@ struct request {
 	int				 submitted;	/* a disclosure record was sent */
 	uint64_t			 disclosure_seq;/* 0 until durable */
 	int				 outcome_done;
+	int				 form;		/* body is form-urlencoded */
 	struct token_ctx		 tok;		/* keys and counters of this pair */
 	struct rewrite_report		 rep;		/* what the policy decided */
 	int				 status;
@@ -794,7 +795,7 @@ conn_request_head(struct conn *c)
 	const char			*vals[ROUTE_MAX_PARAMS];
 	size_t				 lens[ROUTE_MAX_PARAMS], i;
 	char				 err[128];
-	int				 has_body;
+	int				 has_body, kind;
 
 	h = http_header_find(r->http.headers, r->http.nheaders, "X-Request-Id");
 	if (h != NULL && request_id_ok(h->value, h->value_len)) {
@@ -885,12 +886,16 @@ conn_request_head(struct conn *c)
 			    "request bodies are not accepted", 1);
 			return -1;
 		}
-		if (!content_type_json(http_header_find(r->http.headers,
-		    r->http.nheaders, "Content-Type"))) {
+		h = http_header_find(r->http.headers, r->http.nheaders,
+		    "Content-Type");
+		if (h == NULL || (kind = rewrite_content_type(h->value,
+		    h->value_len)) == -1) {
 			conn_error(c, 415, "unsupported_media_type", "request "
-			    "body must be application/json", 1);
+			    "body must be application/json or "
+			    "application/x-www-form-urlencoded", 1);
 			return -1;
 		}
+		r->form = kind == 1;
 	}
 	if (r->http.framing == HTTP_BODY_LENGTH &&
 	    r->http.content_length > cf->limits.max_body_bytes) {
@@ -961,6 +966,7 @@ conn_forward(struct conn *c)
 	in.request_id = r->id;
 	in.tok = &r->tok;
 	in.json = c->w->json;
+	in.form = r->form;
 	if (rewrite_request(&in, &out, &body_len, &r->rep, err,
 	    sizeof(err)) == -1) {
 		snprintf(msg, sizeof(msg), "request refused: %s", err);
