@@ -181,6 +181,11 @@ REFUSED = [
 	 ("globex", util.GLOBEX_URI, "calendar")),
 	("tenant-acme", "GET", "/nowhere/v1/x", None, "no_such_integration", 404,
 	 ("acme", util.ACME_URI, None)),
+	# refused after routing: the body is not JSON, or not declared as such
+	("tenant-acme", "POST", "/crm/v1/contacts", (b'{"contact": ', "application/json"),
+	 "bad_request", 400, ("acme", util.ACME_URI, "crm")),
+	("tenant-acme", "POST", "/crm/v1/contacts", (b"first_name=Ada", "text/plain"),
+	 "unsupported_media_type", 415, ("acme", util.ACME_URI, "crm")),
 ]
 
 
@@ -190,7 +195,12 @@ def test_refused_call_is_a_denial(e, cert, method, path, body, reason, status, w
 	"""A refused call of a client whose chain verified: one denial with the
 	reason, no disclosure, nothing forwarded."""
 	r_id = rid("deny")
-	r = e.gw.request(method, path, json=body, headers={"X-Request-Id": r_id}, cert=cert)
+	hdrs = {"X-Request-Id": r_id}
+	if isinstance(body, tuple):
+		hdrs["Content-Type"] = body[1]
+		r = e.gw.request(method, path, body=body[0], headers=hdrs, cert=cert)
+	else:
+		r = e.gw.request(method, path, json=body, headers=hdrs, cert=cert)
 	assert r.status == status, r
 	assert r.header("X-Request-Id") == r_id
 	recs = wait_records(e.audit_dir, e.keys, lambda rs: by_request(rs, r_id, "denial"),
@@ -206,7 +216,10 @@ def test_refused_call_is_a_denial(e, cert, method, path, body, reason, status, w
 	assert (dn["tenant"], dn["client"], dn["integration"]) == who, dn
 	assert dn["method"] == method, dn
 	# the endpoint is a pattern or nothing, never the concrete path
-	assert dn["endpoint"] in (None, ""), dn
+	if reason in ("bad_request", "unsupported_media_type"):
+		assert dn["endpoint"] == "/v1/contacts", dn
+	else:
+		assert dn["endpoint"] in (None, ""), dn
 	assert path not in json.dumps(dn)
 	time.sleep(0.1)
 	assert e.crm.records() == [], "the processor received a refused call"
@@ -259,23 +272,27 @@ def test_upstream_refused_is_not_sent(e):
 	assert o["processor_spki"] is None, o
 
 
-def test_upstream_timeout_after_write_is_unknown(e):
-	"""The request was written and the processor never answers: 504 and
-	delivery unknown (it may have acted on it)."""
-	e.crm.set_mode("hang")
+@pytest.mark.parametrize("mode,status", [("hang", 504), ("drop", 502)])
+def test_upstream_no_answer_after_write_is_unknown(e, mode, status):
+	"""The request was written and the processor never answers (hang:
+	timeout; drop: closes without a response): delivery unknown (it may
+	have acted on it), and the POST is not sent twice."""
+	e.crm.set_mode(mode)
 	try:
-		r_id = rid("hang")
+		r_id = rid(mode)
 		r = post_contact(e.gw, contact(), r_id)
-		assert r.status == 504, r
+		assert r.status == status, r
 		got = e.wait_call(r_id)
 	finally:
 		e.crm.set_mode()
-	assert len(e.crm.records()) == 1, "the processor did not get the request"
+	assert len(e.crm.records()) == 1, "the processor got the request %d times" % len(
+		e.crm.records())
 	d, o = got["disclosure"][0], got["outcome"][0]
 	assert len(got["outcome"]) == 1, got
 	assert o["disclosure_seq"] == d["seq"]
 	assert o["delivery"] == "unknown", o
-	assert o["status"] == 504, o
+	assert o["status"] == status, o
+	assert o["attempts"] == 1, o
 
 
 # --------------------------------------------------------------------------
@@ -315,6 +332,16 @@ def test_config_and_lifecycle_records(e):
 	d = e.wait_call(r_id)["disclosure"][0]
 	if "generation" in d:
 		assert d["generation"] == cfg1[0]["generation"]
+	# A reload that does not take records no new config.
+	last = e.records()[-1]["seq"]
+	try:
+		res = e.gw.reload(text="this is { not a config")
+		assert res.ok is False, res
+	finally:
+		e.gw.write_config()
+	time.sleep(0.3)
+	new = [x for x in e.records() if x["seq"] > last]
+	assert not [x for x in new if x["type"] == "config"], new
 
 
 def test_stop_record_at_shutdown(gateway):
@@ -418,8 +445,23 @@ def test_subject_search_any_formatting(e):
 	assert post_contact(e.gw, contact(b_email, b_phone), ids["b"]).status == 200
 	assert post_contact(e.gw, contact("c.%s@example.net" % n, c_phone), ids["c"],
 			    cert="tenant-globex").status == 200
+	# a calendar event with the same person among three attendees (the
+	# calendar processor is down: the disclosure is written all the same)
+	ids["cal"] = rid("subjcal")
+	ev = {"start": "2024-05-01T10:00:00Z", "attendees": [
+		{"email": "x.%s@example.org" % n, "response": "yes"},
+		{"email": a_email.lower(), "response": "no"},
+		{"email": "y.%s@example.org" % n}]}
+	r = e.gw.request("POST", "/calendar/v3/events", json=ev, headers={"X-Request-Id": ids["cal"]})
+	assert r.status == 502, r
+	# an address written decomposed (e + U+0301) is the same as composed (U+00E9)
+	ids["nfd"] = rid("subjnfd")
+	assert post_contact(e.gw, contact("Jose\u0301.%s@example.org" % n, "+1 646 555 " + n),
+			    ids["nfd"]).status == 200
 	for i in ids.values():
 		e.wait_call(i)
+	cal = e.wait_call(ids["cal"])["disclosure"][0]
+	assert cal["subjects"] == 3, cal
 
 	def found(subject, *extra, stdin=False):
 		args = ["--index-key", e.keys.index, "--subject", "-" if stdin else subject] + list(extra)
@@ -430,7 +472,7 @@ def test_subject_search_any_formatting(e):
 		assert subject not in res.stdout
 		return sorted(x["request_id"] for x in recs)
 
-	A = sorted([ids["a1"], ids["a2"]])
+	A = sorted([ids["a1"], ids["a2"], ids["cal"]])
 	conf = ["--tenant", "acme", "-c", str(e.gw.config_path)]
 	cases = [
 		(user + "@example.org", []), (user.upper() + "@EXAMPLE.ORG", []),
@@ -440,8 +482,11 @@ def test_subject_search_any_formatting(e):
 		("(415) 555-" + n, conf), ("415 555 " + n, ["--country-code", "1"]),
 	]
 	for subject, extra in cases:
-		assert found(subject, *extra) == A, (subject, extra)
-		assert found(subject, *extra, stdin=True) == A, ("stdin", subject, extra)
+		want = A if "@" in subject else sorted([ids["a1"], ids["a2"]])
+		assert found(subject, *extra) == want, (subject, extra)
+		assert found(subject, *extra, stdin=True) == want, ("stdin", subject, extra)
+	assert found("jos\u00e9.%s@EXAMPLE.org" % n) == [ids["nfd"]], "email not NFC-normalised"
+	assert found("jose\u0301.%s@example.org" % n) == [ids["nfd"]]
 	assert found(b_email) == [ids["b"]]
 	assert found("+1 212-555-" + n) == [ids["b"]]
 	C = [ids["c"]]
@@ -454,3 +499,4 @@ def test_subject_search_any_formatting(e):
 	assert found(c_phone, *conf) == []
 	assert found("nobody.%s@example.org" % n) == []
 	assert found("+1 415 555 " + n, "--type", "disclosure", "--tenant", "globex") == []
+	assert found(a_email, "--integration", "calendar") == [ids["cal"]]
