@@ -49,7 +49,7 @@
 #define SEG_STAR	(-2)	/* rule: * */
 #define SEG_FREE	(-3)	/* path: a key no rule names */
 
-/* ---- PRNG (splitmix64 seeding xoshiro-ish xorshift64*) ---- */
+/* ---- PRNG: xorshift64*, each document seeded by splitmix64(seed, index) ---- */
 
 static uint64_t rng;
 
