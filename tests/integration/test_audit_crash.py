@@ -4,6 +4,7 @@ or torn (never tampered), and is intact again after a restart recovers it."""
 
 import json
 import signal
+import subprocess
 import threading
 import time
 
@@ -137,3 +138,69 @@ def test_kill_9_under_load_loses_no_disclosure(env, victims):
 	assert gw.stop() == 0
 	rc, out = env.verify()
 	assert rc == 0, out
+
+
+def _kill_audit(env):
+	"""One forwarded call, then kill -9 the audit process alone."""
+	gw = env.gw
+	assert gw.request("POST", "/crm/v1/contacts", json=contact(),
+			  headers={"X-Request-Id": rid("before")}).status == 200
+	kids = children(gw.pid)
+	assert kids, "no audit child process"
+	for k in kids:
+		util.run(["kill", "-9", str(k)], check=False)
+	assert all(wait_gone(k, 5) for k in kids)
+	env.crm.clear()
+
+
+@pytest.mark.timeout(60)
+def test_audit_process_death_stops_forwarding(env):
+	"""kill -9 of the audit process alone: nothing is forwarded any more
+	(503 audit_unavailable while subgate still answers), /readyz fails;
+	the torn log verifies 0/2 and a restart recovers it."""
+	gw = env.gw
+	_kill_audit(env)
+	answered = []
+	deadline = time.monotonic() + 2
+	while gw.proc.poll() is None and time.monotonic() < deadline:
+		try:
+			answered.append(gw.request("POST", "/crm/v1/contacts", json=contact(),
+						   headers={"X-Request-Id": rid("after")}, timeout=5))
+		except util.TLS_REFUSED:
+			pass
+		try:
+			assert gw.admin_get("/readyz").status != 200, \
+				"/readyz is ready without an audit process"
+		except OSError:
+			pass
+		time.sleep(0.1)
+	assert env.crm.records() == [], "forwarded after the audit process died"
+	for r in answered:
+		assert r.status == 503, r
+		assert json.loads(r.body)["error"]["code"] == "audit_unavailable", r
+	rc = gw.stop()
+	assert rc is not None and rc >= 0 or rc == -signal.SIGTERM, "subgate ended with %s" % rc
+	rc, out = env.verify()
+	assert rc in (0, 2), "verify after the audit process was killed: %d %s" % (rc, out)
+	gw.start()
+	assert gw.request("POST", "/crm/v1/contacts", json=contact(),
+			  headers={"X-Request-Id": rid("again")}).status == 200
+	rc, out = env.verify()
+	assert rc == 0, out
+
+
+@pytest.mark.timeout(60)
+def test_audit_process_death_shuts_subgate_down(env):
+	"""Nothing restarts a dead audit process, so subgate shuts down
+	(audit.h: "and should shut down") instead of answering 503 forever."""
+	gw = env.gw
+	_kill_audit(env)
+	try:
+		rc = gw.proc.wait(5)
+	except subprocess.TimeoutExpired:
+		rc = None
+	assert rc is not None, "subgate still runs 5 s after its audit process died"
+	gw.proc = None
+	gw._log.close()
+	gw.returncode = rc
+	assert rc >= 0, "subgate died on signal %d" % -rc
