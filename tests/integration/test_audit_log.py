@@ -166,6 +166,20 @@ def test_request_id_generated_when_absent(e):
 	assert len(got["disclosure"]) == 1 and len(got["outcome"]) == 1
 
 
+def test_invalid_request_id_is_replaced_not_recorded(e):
+	"""An X-Request-Id the gateway does not accept (spaces, too long) is
+	replaced by one of its own, in the response and the records; the
+	client's text is nowhere in the log."""
+	for bad in ("has space " + canary("rid"), "x" * 30 + canary("long") * 3):
+		r = e.gw.request("POST", "/crm/v1/contacts", json=contact(), headers={"X-Request-Id": bad})
+		assert r.status == 200, r
+		r_id = r.header("X-Request-Id")
+		assert r_id and r_id != bad and re.match(r"^[A-Za-z0-9._:-]{1,64}$", r_id), r.headers
+		e.wait_call(r_id)
+		out = e.show().stdout
+		assert bad not in out and bad.split()[-1] not in out
+
+
 # --------------------------------------------------------------------------
 # refused calls
 
