@@ -23,7 +23,7 @@
 
 #define UCONN_MAGIC	0x75636f6eu
 #define UX_MAGIC	0x75786368u
-#define POOL_MAX_IDLE	256	/* idle connections per account and worker */
+#define POOL_MAX_IDLE	1024	/* idle processor connections per worker */
 
 struct uconn {
 	unsigned		 magic;
@@ -206,7 +206,7 @@ uconn_pool(struct upstream_pools *p, struct uconn *c, int idle_ms)
 	c->pooled = 1;
 	p->nidle++;
 	/* Bound the pool: drop the least recently used connection. */
-	if (p->nidle > POOL_MAX_IDLE * 4 && (old = TAILQ_LAST(&p->idle,
+	if (p->nidle > POOL_MAX_IDLE && (old = TAILQ_LAST(&p->idle,
 	    uconn_list)) != NULL)
 		uconn_free(old);
 }
