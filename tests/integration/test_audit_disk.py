@@ -4,6 +4,7 @@ time, retention (moving the gateway's clock), checkpoint anchors, tampering."""
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -443,5 +444,25 @@ def test_tampered_segment_fails_verify(stopped_log, tmp_path, how):
 	rc, out = verify(d, stopped_log.keys)
 	assert rc == 1, "verify of a tampered log (%s) exited %d: %s" % (how, rc, out)
 	assert "TAMPERED" in out, out
-	assert "segment 1" in out or "seg-00000000000000000001" in out, \
+	assert re.search(r"segment 1\b", out) or "seg-00000000000000000001" in out, \
 		"verify does not name the segment: %s" % out
+	assert re.search(r"offset \d+|seq \d+|frame \d+", out), "verify does not say where: %s" % out
+
+
+def test_segment_removed_or_cut_fails_verify(stopped_log, tmp_path):
+	"""A middle segment deleted, or the first one cut before its close
+	checkpoint: verify exits 1."""
+	d = tmp_path / "removed"
+	shutil.copytree(stopped_log.audit_dir, d)
+	segs = segments(d)
+	assert len(segs) >= 3, "the fixture's log has %d segments" % len(segs)
+	segs[1].unlink()
+	rc, out = verify(str(d), stopped_log.keys)
+	assert rc == 1, "a log without its segment 2 verified %d: %s" % (rc, out)
+
+	def cut(data):
+		off, body = frames(data)[-1]
+		assert body[0] == 3, "the last frame of a closed segment is a checkpoint"
+		del data[off:]
+	rc, out = verify(tampered_copy(stopped_log, tmp_path, cut), stopped_log.keys)
+	assert rc == 1, "segment 1 without its close checkpoint verified %d: %s" % (rc, out)
