@@ -120,7 +120,7 @@ def test_body_at_limit_served(e):
 
 @pytest.mark.parametrize("headers", [
 	{"Content-Type": "text/plain"},
-	{"Content-Type": "application/x-www-form-urlencoded"},
+	{"Content-Type": "application/xml"},
 	{"Content-Type": "application/jsonx"},
 	{"Content-Type": "application/json; charset=latin1"},
 	{"Content-Type": "multipart/form-data; boundary=x"},

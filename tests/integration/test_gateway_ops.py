@@ -189,7 +189,9 @@ def test_invalid_request_id_replaced(e, rid):
 	assert len(got) == 1 and got[0] != rid and re.match(r"^[A-Za-z0-9._:-]{8,64}$", got[0]), got
 	rec = e.crm.wait_records(1)[0]
 	assert [v for k, v in rec["headers"] if k.lower() == "x-request-id"] == got
-	assert rid not in e.log()
+	lines = wait_request_lines(e, 1)
+	assert [x["request_id"] for x in lines] == got
+	assert all(rid not in x["_line"] for x in lines)
 
 
 def test_generated_request_ids_differ(e):
