@@ -4,6 +4,7 @@ subject search (`subgatectl audit show --subject`)."""
 
 import base64
 import json
+import os
 import re
 import signal
 import time
@@ -366,6 +367,10 @@ def test_stop_record_at_shutdown(gateway):
 	r_id = rid("stop")
 	r = gw.request("POST", "/crm/v1/contacts", json=contact(), headers={"X-Request-Id": r_id})
 	assert r.status == 200, r
+	# the signing key moved into the audit directory; the configured file is gone
+	assert not os.path.exists(gw.cfg["keys"]["audit_signer"]), "the configured signing key survived"
+	st = os.stat(os.path.join(adir, "signer.key"))
+	assert st.st_mode & 0o077 == 0, oct(st.st_mode)
 	assert gw.stop() == 0
 	recs = records(adir, keys)
 	assert recs[0]["type"] == "lifecycle" and recs[0]["event"] == "start", recs[0]
@@ -514,3 +519,46 @@ def test_subject_search_any_formatting(e):
 	assert found("nobody.%s@example.org" % n) == []
 	assert found("+1 415 555 " + n, "--type", "disclosure", "--tenant", "globex") == []
 	assert found(a_email, "--integration", "calendar") == [ids["cal"]]
+
+
+def test_policy_hash_follows_recipient_and_key_versions(gateway, pki):
+	"""The policy hash in config and disclosure records covers the
+	recipient (here: an SPKI pin added) and the key versions (`keys rotate`
+	+ `keys activate`, config file unchanged): each change gives a new
+	hash, and the next disclosure carries it."""
+	gw = gateway(keys=True)
+	keys = Keys(gw.cfg.keys_dir)
+	adir = gw.cfg["audit"]["directory"]
+
+	def policies():
+		recs = records(adir, keys)
+		return [x["policy"] for x in recs if x["type"] == "config"]
+
+	def disclosed_policy():
+		r_id = rid("pol")
+		r = gw.request("POST", "/crm/v1/contacts", json=contact(), headers={"X-Request-Id": r_id})
+		assert r.status == 200, r
+		recs = wait_records(adir, keys, lambda rs: by_request(rs, r_id, "disclosure"))
+		return by_request(recs, r_id, "disclosure")[0]["policy"]
+
+	p0 = policies()[-1]
+	assert disclosed_policy() == p0
+	gw.cfg["integrations"][0]["pin_sha256"] = [pki.spki]
+	assert gw.reload(cfg=gw.cfg).ok
+	p1 = policies()[-1]
+	assert p1 != p0, "a new pin for the recipient left the policy hash unchanged"
+	assert disclosed_policy() == p1
+
+	for args in (["rotate"], ["activate", "--version", "2"]):
+		r = util.run([util.SUBGATECTL, "keys", args[0], "-c", gw.config_path, "--tenant", "acme",
+			      "--integration", "crm"] + args[1:], check=False)
+		assert r.returncode == 0, r.stdout + r.stderr
+	assert gw.reload().ok
+	p2 = policies()[-1]
+	assert len(policies()) == 3
+	pd = disclosed_policy()
+	# the new version is the one that mints now
+	email = gw.processors["crm"].last()["json"]["contact"]["email"]
+	assert email.startswith("tok1.2."), email
+	assert p2 != p1, "a new active key version left the policy hash unchanged"
+	assert pd == p2
