@@ -7,6 +7,10 @@ import json
 import os
 import re
 import signal
+import socket
+import ssl
+import struct
+import threading
 import time
 
 import pytest
@@ -562,3 +566,77 @@ def test_policy_hash_follows_recipient_and_key_versions(gateway, pki):
 	assert email.startswith("tok1.2."), email
 	assert p2 != p1, "a new active key version left the policy hash unchanged"
 	assert pd == p2
+
+
+class _HalfReader:
+	"""A TLS 'processor' that reads a request head, never the body, and
+	resets the connection: the gateway cannot finish writing."""
+
+	def __init__(self, pki):
+		self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+		self.ctx.load_cert_chain(*pki.pair("processor"))
+		self.sock = socket.socket()
+		self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+		self.sock.bind(("127.0.0.1", 0))
+		self.sock.listen(8)
+		self.port = self.sock.getsockname()[1]
+		self.heads = []
+		self.thread = threading.Thread(target=self.run, daemon=True)
+		self.thread.start()
+
+	def run(self):
+		while True:
+			try:
+				raw, _ = self.sock.accept()
+			except OSError:
+				return
+			s = raw
+			try:
+				s = self.ctx.wrap_socket(raw, server_side=True)
+				buf = b""
+				while b"\r\n\r\n" not in buf:
+					b = s.recv(4096)
+					if not b:
+						break
+					buf += b
+				self.heads.append(buf.partition(b"\r\n\r\n")[0])
+				time.sleep(0.3)
+			except (OSError, ssl.SSLError):
+				pass
+			try:
+				s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+			except OSError:
+				pass
+			s.close()
+
+	def close(self):
+		self.sock.close()
+
+
+def test_upstream_reset_mid_body_is_partial(gateway, pki):
+	"""The processor resets the connection while the gateway is still
+	writing a large body: delivery partial (some of it went out)."""
+	stub = _HalfReader(pki)
+	try:
+		gw = gateway(crm="https://127.0.0.1:%d" % stub.port, keys=True, start=False)
+		gw.cfg["limits"]["max_body_bytes"] = 24 << 20
+		gw.write_config()
+		gw.start()
+		keys = Keys(gw.cfg.keys_dir)
+		adir = gw.cfg["audit"]["directory"]
+		body = contact()
+		body["call"]["summary"] = "x" * (16 << 20)
+		r_id = rid("partial")
+		r = gw.request("POST", "/crm/v1/contacts", json=body, headers={"X-Request-Id": r_id},
+			       timeout=30)
+		assert r.status == 502, r
+		assert stub.heads, "the stub processor saw no request"
+		recs = wait_records(adir, keys, lambda rs: by_request(rs, r_id, "outcome"))
+		d = by_request(recs, r_id, "disclosure")[0]
+		o = by_request(recs, r_id, "outcome")[0]
+		assert d["body_bytes"] > 16 << 20
+		assert o["disclosure_seq"] == d["seq"]
+		assert o["delivery"] == "partial", o
+		assert o["attempts"] == 1, o
+	finally:
+		stub.close()
