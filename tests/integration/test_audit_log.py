@@ -3,10 +3,10 @@ refused and failed calls, config and lifecycle records, request ids, no values a
 subject search (`subgatectl audit show --subject`)."""
 
 import base64
+import copy
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import struct
@@ -16,8 +16,8 @@ import time
 import pytest
 
 import util
-from test_audit_common import (ACTIONS, TIME_RE, AuditEnv, Keys, audit_files, body_hmac,
-			       by_request, canary, contact, post_contact, records, rid, show,
+from test_audit_common import (ACTIONS, TIME_RE, AuditEnv, Keys, attach, audit_files, body_hmac,
+			       by_request, canary, contact, post_contact, records, rid,
 			       verify, wait_records)
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -640,3 +640,26 @@ def test_upstream_reset_mid_body_is_partial(gateway, pki):
 		assert o["attempts"] == 1, o
 	finally:
 		stub.close()
+
+
+def test_second_gateway_on_the_same_directory_is_refused(request, e, pki, tmp_path):
+	"""The audit process holds the directory: a second subgate on it does
+	not start, and the first one goes on recording."""
+	cfg = copy.deepcopy(e.cfg)
+	cfg["listen"]["port"] = util.free_port()
+	cfg["admin"]["port"] = util.free_port()
+	gw2 = util.Gateway(pki, tmp_path / "second", cfg, name="subgate(second)")
+	attach(request, gw2)
+	gw2.start(wait=False)
+	try:
+		rc = gw2.wait_exit(15)
+	except Exception:
+		gw2.stop()
+		raise
+	assert rc != 0, "a second subgate started on a locked audit directory"
+	assert re.search(r"(?i)lock", gw2.log_text()), gw2.log_text()
+	r_id = rid("first")
+	assert post_contact(e.gw, contact(), r_id).status == 200
+	e.wait_call(r_id)
+	rc, out = e.verify()
+	assert rc == 0, out
