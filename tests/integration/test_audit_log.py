@@ -474,7 +474,7 @@ def test_subject_search_any_formatting(e):
 	ev = {"start": "2024-05-01T10:00:00Z", "attendees": [
 		{"email": "x.%s@example.org" % n, "response": "yes"},
 		{"email": a_email.lower(), "response": "no"},
-		{"email": "y.%s@example.org" % n}]}
+		{"email": "y.%s@example.org" % n, "name": "Yolanda %s" % n}]}
 	r = e.gw.request("POST", "/calendar/v3/events", json=ev, headers={"X-Request-Id": ids["cal"]})
 	assert r.status == 502, r
 	# an address written decomposed (e + U+0301) is the same as composed (U+00E9)
@@ -485,6 +485,11 @@ def test_subject_search_any_formatting(e):
 		e.wait_call(i)
 	cal = e.wait_call(ids["cal"])["disclosure"][0]
 	assert cal["subjects"] == 3, cal
+	# array paths are written with [], an unnamed key in an element as *
+	f = {k: sorted(v) for k, v in cal["fields"].items()}
+	assert f == {"allow": ["attendees[].response", "start"], "tokenize": ["attendees[].email"],
+		     "drop": ["attendees[].*"]}, cal["fields"]
+	assert "Yolanda" not in e.show().stdout
 
 	def found(subject, *extra, stdin=False):
 		args = ["--index-key", e.keys.index, "--subject", "-" if stdin else subject] + list(extra)
