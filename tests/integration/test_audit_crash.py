@@ -3,6 +3,7 @@ disclosure log holds a record of every call the processor received, verifies as 
 or torn (never tampered), and is intact again after a restart recovers it."""
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -204,3 +205,48 @@ def test_audit_process_death_shuts_subgate_down(env):
 	gw._log.close()
 	gw.returncode = rc
 	assert rc >= 0, "subgate died on signal %d" % -rc
+
+
+@pytest.mark.timeout(60)
+def test_stalled_audit_process_times_out_and_sends_nothing(request, pki, tmp_path):
+	"""The audit process stopped (SIGSTOP): after audit_timeout_ms the call
+	gets 503 audit_unavailable and is not forwarded. Once it runs again
+	the late record shows up with an outcome not_sent, and calls go
+	through again."""
+	def edit(cfg, env):
+		cfg["limits"]["audit_timeout_ms"] = 1000
+
+	env = AuditEnv(pki, tmp_path / "stall", "stall", edit=edit)
+	kids = []
+	try:
+		env.use(request)
+		gw = env.gw
+		kids = children(gw.pid)
+		assert kids
+		for k in kids:
+			os.kill(k, signal.SIGSTOP)
+		r_id = rid("stalled")
+		t0 = time.monotonic()
+		r = gw.request("POST", "/crm/v1/contacts", json=contact(), headers={"X-Request-Id": r_id})
+		took = time.monotonic() - t0
+		assert r.status == 503 and json.loads(r.body)["error"]["code"] == "audit_unavailable", r
+		assert 0.8 <= took < 4, "answered after %.2fs with audit_timeout_ms 1000" % took
+		for k in kids:
+			os.kill(k, signal.SIGCONT)
+		kids = []
+		r2 = rid("resumed")
+		util.wait_until(lambda: gw.request("POST", "/crm/v1/contacts", json=contact(),
+						   headers={"X-Request-Id": r2}).status == 200,
+				10, interval=0.2, what="forwarding after SIGCONT")
+		got = env.wait_call(r_id)
+		o = got["outcome"]
+		assert len(o) == 1 and o[0]["delivery"] == "not_sent", o
+		ids = {v for rec in env.crm.records() for k, v in rec["headers"] if k.lower() == "x-request-id"}
+		assert r_id not in ids, "the timed-out call was forwarded"
+		assert r2 in ids
+		rc, out = env.verify()
+		assert rc == 0, out
+	finally:
+		for k in kids:
+			os.kill(k, signal.SIGCONT)
+		env.close()
