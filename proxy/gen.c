@@ -72,33 +72,71 @@ gen_add_account(struct gen *g, const struct conf_account *a, char *err,
 	return 0;
 }
 
-/* A hash of everything that decides what leaves and to whom: the config
- * text as loaded plus the CA and pin material it names. */
+static void
+gen_hash_file(EVP_MD_CTX *md, const char *path)
+{
+	unsigned char	 chunk[4096];
+	size_t		 n;
+	FILE		*f;
+
+	if (path == NULL || (f = fopen(path, "r")) == NULL)
+		return;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		EVP_DigestUpdate(md, chunk, n);
+	fclose(f);
+}
+
+static void
+gen_hash_str(EVP_MD_CTX *md, const char *s)
+{
+	EVP_DigestUpdate(md, s, strlen(s) + 1);
+}
+
+/*
+ * The policy hash recorded with every disclosure: everything that decides
+ * what leaves and to whom -- the config text, each recipient account (its
+ * key, the CA file's contents, the credentials it sets) and the key
+ * versions of each (tenant, integration) pair.
+ */
 static void
 gen_hash(struct gen *g)
 {
-	EVP_MD_CTX	*md = EVP_MD_CTX_new();
-	unsigned char	 h[32], chunk[4096];
-	unsigned int	 hl = 0;
-	size_t		 i, n;
-	FILE		*f;
-	const char	*files[2];
-	int		 k;
+	EVP_MD_CTX			*md = EVP_MD_CTX_new();
+	const struct keys_pair		*p;
+	unsigned char			 h[32];
+	unsigned int			 hl = 0;
+	size_t				 i, t, u, v;
+	char				 num[64];
 
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	files[0] = g->conf->path;
-	for (i = 0; i <= g->naccounts; i++) {
-		files[1] = i < g->naccounts ? g->accounts[i].account->ca : NULL;
-		for (k = i == 0 ? 0 : 1; k < 2; k++) {
-			if (files[k] == NULL || (f = fopen(files[k], "r")) == NULL)
-				continue;
-			while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-				EVP_DigestUpdate(md, chunk, n);
-			fclose(f);
+	gen_hash_file(md, g->conf->path);
+	for (i = 0; i < g->naccounts; i++) {
+		const struct conf_account *a = g->accounts[i].account;
+		gen_hash_str(md, a->key);
+		gen_hash_file(md, a->ca);
+		for (v = 0; v < a->nset; v++) {
+			gen_hash_str(md, a->set[v].name);
+			gen_hash_str(md, a->set[v].file);
 		}
-		if (i < g->naccounts)
-			EVP_DigestUpdate(md, g->accounts[i].account->key,
-			    strlen(g->accounts[i].account->key));
+	}
+	for (t = 0; t < g->conf->ntenants; t++) {
+		const struct conf_tenant *te = &g->conf->tenants[t];
+		for (u = 0; u < te->nuses; u++) {
+			gen_hash_str(md, te->id);
+			gen_hash_str(md, te->uses[u].integration->name);
+			p = keys_pair_find(g->keys, te->id,
+			    te->uses[u].integration->name);
+			if (p == NULL)
+				continue;
+			snprintf(num, sizeof(num), "%d/%u/%zu", p->shredded,
+			    p->active, p->nversions);
+			gen_hash_str(md, num);
+			for (v = 0; v < p->nversions; v++) {
+				snprintf(num, sizeof(num), "%u",
+				    p->versions[v].version);
+				gen_hash_str(md, num);
+			}
+		}
 	}
 	EVP_DigestFinal_ex(md, h, &hl);
 	EVP_MD_CTX_free(md);

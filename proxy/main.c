@@ -40,12 +40,16 @@ struct daemon {
 	struct admin		*admin;
 	struct audit_proc	*audit;
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_crl, *ev_drain;
+	struct event		*ev_audit;	/* EOF on channel 0: the audit process died */
+	int			 exit_status;
 	uint64_t		 generation;
 	int			 draining;
 	struct timespec		 drain_start;
 	char			*listen_address;
 	int			 listen_port;
 };
+
+static void	daemon_drain(struct daemon *, const char *);
 
 static void
 usage(void)
@@ -345,23 +349,55 @@ static void
 daemon_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon	*d = arg;
-	struct timeval	 tv = { 0, 50000 };
-	int		 i;
 
 	(void)what;
 	if (sig == SIGHUP) {
 		daemon_reload(d);
 		return;
 	}
+	daemon_drain(d, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void
+daemon_drain(struct daemon *d, const char *why)
+{
+	struct timeval	 tv = { 0, 50000 };
+	int		 i;
+
 	if (d->draining)
 		return;
-	log_info("signal %d: draining", (int)sig);
+	log_info("%s: draining", why);
 	d->draining = 1;
 	clock_gettime(CLOCK_MONOTONIC, &d->drain_start);
 	for (i = 0; i < d->nworkers; i++)
 		worker_drain(d->workers[i]);
 	d->ev_drain = event_new(d->base, -1, EV_PERSIST, daemon_drain_tick, d);
 	evtimer_add(d->ev_drain, &tv);
+}
+
+/*
+ * Channel 0 is read by audit_submit_sync while a record is pending; when
+ * this fires between records it holds late acknowledgements (dropped) or
+ * EOF: the audit process is gone, nothing can be forwarded any more and
+ * nothing restarts it, so subgate drains and exits non-zero.
+ */
+static void
+daemon_audit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon	*d = arg;
+	char		 junk[512];
+	ssize_t		 n;
+
+	(void)what;
+	while ((n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+		log_errx("the audit process is gone: no call can be recorded, "
+		    "so none is forwarded; shutting down");
+		event_del(d->ev_audit);
+		d->exit_status = 1;
+		daemon_drain(d, "audit process gone");
+	}
 }
 
 static int
@@ -510,6 +546,9 @@ main(int argc, char **argv)
 	evsignal_add(d.ev_hup, NULL);
 	evsignal_add(d.ev_term, NULL);
 	evsignal_add(d.ev_int, NULL);
+	d.ev_audit = event_new(d.base, audit_proc_fd(d.audit, 0),
+	    EV_READ | EV_PERSIST, daemon_audit_cb, &d);
+	event_add(d.ev_audit, NULL);
 	d.ev_crl = event_new(d.base, -1, EV_PERSIST, daemon_crl_tick, &d);
 	tv.tv_sec = g->conf->tls_crl_refresh_s;
 	tv.tv_usec = 0;
@@ -532,6 +571,7 @@ main(int argc, char **argv)
 	event_free(d.ev_term);
 	event_free(d.ev_int);
 	event_free(d.ev_crl);
+	event_free(d.ev_audit);
 	if (d.ev_drain != NULL)
 		event_free(d.ev_drain);
 	gen_install(NULL);
@@ -542,5 +582,5 @@ main(int argc, char **argv)
 	free(d.workers);
 	free(d.listen_address);
 	log_info("stopped");
-	return 0;
+	return d.exit_status;
 }
