@@ -77,6 +77,7 @@ struct request {
 	uint64_t			 disclosure_seq;/* 0 until durable */
 	int				 outcome_done;
 	int				 form;		/* body is form-urlencoded */
+	size_t				 resp_bytes;	/* processor's response body */
 	struct token_ctx		 tok;		/* keys and counters of this pair */
 	struct rewrite_report		 rep;		/* what the policy decided */
 	int				 status;
@@ -573,7 +574,7 @@ request_outcome(struct conn *c, int status, enum upstream_delivery delivery,
 		disclose_str(&j, "disclosure_seq", NULL);
 	disclose_num(&j, "status", (uint64_t)status);
 	disclose_num(&j, "request_bytes", r->fwd_body);
-	disclose_num(&j, "response_bytes", r->bytes_out);
+	disclose_num(&j, "response_bytes", r->resp_bytes);
 	buf_printf(&j, ",\"duration_ms\":%.3f", ts_diff(&r->t0, &now) * 1000);
 	disclose_str(&j, "delivery", upstream_delivery_name(delivery));
 	disclose_num(&j, "attempts", (uint64_t)attempts);
@@ -1096,6 +1097,7 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 		    "compressed response on an endpoint that detokenises", 0);
 		return;
 	}
+	r->resp_bytes = res->body.len;
 	if (r->ep->response != NULL && res->body.len > 0 &&
 	    content_type_json(http_header_find(res->headers, res->nheaders,
 	    "Content-Type")))

@@ -341,7 +341,8 @@ show_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
 		}
 		for (i = 0; i < NCOLS; i++)
 			if (key_is(&m, columns[i]) && m.vlen > 0 &&
-			    m.v[0] != '{' && m.v[0] != '[')
+			    m.v[0] != '{' && m.v[0] != '[' &&
+			    !(m.vlen == 4 && memcmp(m.v, "null", 4) == 0))
 				buf_append(&cols[i], s->tmp.data, s->tmp.len);
 	}
 	if (r == -1) {
