@@ -10,6 +10,8 @@
 #   BENCH_KEEP=1       keep the work directory (configs, logs, raw wrk output)
 #   BENCH_TMP=DIR      where the work directory (and the audit log) goes; must not be tmpfs
 #   BENCH_RESULTS=FILE where the report goes (default tests/bench/RESULTS.md; quick: none)
+# Raw results (wrk output, tables) are kept in build/bench/last-run:
+#   tests/bench/report.py --work build/bench/last-run ... re-renders the report.
 #
 # Layout: the proxy under test is pinned to core 0, the upstream (nginx answering a fixed
 # 1 KB JSON body) and the load generator (wrk with an LD_PRELOAD shim that loads the
@@ -442,6 +444,11 @@ say "policy engine and audit writer alone"
 	tee "$W/audit.txt" >&2
 
 # ---------------------------------------------------------------------------
+# The raw results stay in build/bench/last-run (report.py can be re-run on them).
+rm -rf "$B/last-run"
+mkdir -p "$B/last-run"
+cp -r "$W/runs" "$W/results.tsv" "$W/extra.tsv" "$W/policy.txt" "$W/audit.txt" "$W/tls.txt" \
+	"$B/last-run/" 2>/dev/null || true
 machine="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
 $PY tests/bench/report.py --work "$W" --runs "$RUNS" --seconds "$DUR" --conns "$CONNS" \
 	--machine "$machine" --fs "$fstype" --quick "$QUICK" --results "$RESULTS" \

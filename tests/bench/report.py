@@ -92,7 +92,7 @@ def main():
 		if len(f) < 7 or f[0] == "batch":
 			continue
 		wl, n, c, run, path, ticks, el = f[0], f[1], int(f[2]), f[3], f[4], int(f[5]), float(f[6])
-		d = parse_wrk(path)
+		d = parse_wrk(os.path.join(w, "runs", os.path.basename(path)))
 		d["cpu"] = ticks / CLK_TCK / el if el > 0 else None
 		d["load"] = float(f[7]) if len(f) > 7 and f[7] else None
 		cases.setdefault((wl, n, c), []).append(d)
@@ -186,13 +186,14 @@ def main():
 	out.append("|---|---|---|---|---|---|---|---|---|---|---|")
 	rows = [("get", ["subgate", "nginx", "haproxy"], "get"),
 		("post", ["subgate", "nginx", "haproxy"], "post"),
-		("full", ["subgate-full"], "post"),
+		("full", ["subgate-full"], "full"),
 		("audit", ["subgate-shm"], "audit"),
 		("handshake", ["subgate", "nginx", "haproxy", "nginx-default"], "handshake")]
 	for label, contenders, wl in rows:
 		for c in conns:
-			base_n = stat("handshake" if wl == "handshake" else ("post" if wl in ("post", "audit") else wl), "nginx", c)
-			base_h = stat("handshake" if wl == "handshake" else ("post" if wl in ("post", "audit") else wl), "haproxy", c)
+			base_wl = "post" if wl in ("full", "audit") else wl
+			base_n = stat(base_wl, "nginx", c)
+			base_h = stat(base_wl, "haproxy", c)
 			for n in contenders:
 				s = stat(wl, n, c)
 				if s is None:
