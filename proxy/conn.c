@@ -331,6 +331,10 @@ conn_handshake_done(struct conn *c)
 		wt.tv_sec = g->conf->limits.client_timeout_ms / 1000;
 		wt.tv_usec = (g->conf->limits.client_timeout_ms % 1000) * 1000;
 		bufferevent_set_timeouts(c->bev, NULL, &wt);
+		/* Bytes beyond a head and a read's worth wait in the socket
+		 * until the request in flight is answered. */
+		bufferevent_setwatermark(c->bev, EV_READ, 0,
+		    g->conf->limits.max_header_bytes + 65536);
 		conn_arm(c, g->conf->limits.client_timeout_ms);
 	}
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -419,16 +423,33 @@ request_id_ok(const char *s, size_t len)
 	return 1;
 }
 
+/*
+ * A request id: a random per-worker prefix drawn once and a counter, so
+ * ids are unique across workers and restarts without a RAND call per
+ * request.
+ */
 static void
-request_id_new(char *out)
+request_id_new(struct worker *w, char *out)
 {
-	unsigned char	r[16];
-	int		i;
+	static const char	 hex[] = "0123456789abcdef";
+	uint64_t		 n;
+	int			 i;
 
-	if (RAND_bytes(r, sizeof(r)) != 1)
-		memset(r, 0, sizeof(r));
-	for (i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", r[i]);
+	if (!w->id_ready) {
+		unsigned char r[8];
+		if (RAND_bytes(r, sizeof(r)) != 1)
+			memset(r, 0, sizeof(r));
+		for (i = 0; i < 8; i++) {
+			w->id_prefix[2 * i] = hex[r[i] >> 4];
+			w->id_prefix[2 * i + 1] = hex[r[i] & 15];
+		}
+		w->id_ready = 1;
+	}
+	memcpy(out, w->id_prefix, 16);
+	n = ++w->id_counter;
+	for (i = 31; i >= 16; i--, n >>= 4)
+		out[i] = hex[n & 15];
+	out[32] = '\0';
 }
 
 /* The method for logs: a standard one by name, anything a client made up
@@ -494,6 +515,8 @@ request_account(struct conn *c)
 	    (int)strlen(request_method_name(r)), request_method_name(r),
 	    r->ep ? r->ep->path : "-", r->status,
 	    r->bytes_in, r->bytes_out, dur * 1000, r->upstream_s * 1000);
+	/* Written now, before the response: a line is there by the time
+	 * the client has its answer. */
 	log_line(line.data, line.len);
 	buf_free(&line);
 }
@@ -726,7 +749,6 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 	}
 	c->state = C_IDLE;
 	conn_arm(c, g->conf->limits.client_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		conn_read_cb(c->bev, c);
 }
@@ -746,7 +768,7 @@ conn_request_new(struct conn *c)
 	if ((r->hdrs = calloc(r->gen->conf->limits.max_headers,
 	    sizeof(*r->hdrs))) == NULL)
 		return -1;
-	request_id_new(r->id);
+	request_id_new(c->w, r->id);
 	return 0;
 }
 
@@ -952,7 +974,8 @@ conn_forward(struct conn *c)
 	size_t			 body_len;
 	char			 err[160], msg[256];
 
-	bufferevent_disable(c->bev, EV_READ);
+	/* Reads stay on (a client that leaves cancels the call); pipelined
+	 * bytes wait in the input, bounded by the read watermark. */
 	c->state = C_UPSTREAM;
 	evtimer_del(c->timer);
 	memset(&in, 0, sizeof(in));

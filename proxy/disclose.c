@@ -31,7 +31,9 @@ struct disclose {
 	struct disclose_fifo	 fifo;
 	uint64_t		 next_cookie;
 	int			 dead;
-	struct buf		 msg;
+	struct buf		 msg;		/* queued records, sent by disclose_flush */
+	void			(*kick)(void *);
+	void			*kick_arg;
 };
 
 static void	disclose_fail_all(struct disclose *);
@@ -102,7 +104,8 @@ disclose_fail_all(struct disclose *d)
 }
 
 struct disclose *
-disclose_new(struct event_base *base, int fd, struct metrics *m)
+disclose_new(struct event_base *base, int fd, struct metrics *m,
+    void (*kick)(void *), void *arg)
 {
 	struct disclose	*d;
 
@@ -110,6 +113,8 @@ disclose_new(struct event_base *base, int fd, struct metrics *m)
 		return NULL;
 	TAILQ_INIT(&d->fifo);
 	d->metrics = m;
+	d->kick = kick;
+	d->kick_arg = arg;
 	d->next_cookie = 1;
 	if ((d->bev = bufferevent_socket_new(base, fd, 0)) == NULL) {
 		free(d);
@@ -147,14 +152,27 @@ disclose_send(struct disclose *d, const char *json, size_t len,
 	w->cookie = d->next_cookie++;
 	w->cb = cb;
 	w->arg = arg;
-	buf_reset(&d->msg);
-	if (audit_msg_encode(&d->msg, w->cookie, json, len) == -1 ||
-	    bufferevent_write(d->bev, d->msg.data, d->msg.len) == -1) {
+	if (d->msg.len == 0)
+		d->kick(d->kick_arg);
+	if (audit_msg_encode(&d->msg, w->cookie, json, len) == -1) {
 		free(w);
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&d->fifo, w, entry);
 	return w;
+}
+
+void
+disclose_flush(struct disclose *d)
+{
+	if (d == NULL || d->msg.len == 0)
+		return;
+	if (!d->dead && bufferevent_write(d->bev, d->msg.data, d->msg.len) == -1) {
+		log_warnx("audit channel: cannot queue records");
+		d->dead = 1;
+		disclose_fail_all(d);
+	}
+	buf_reset(&d->msg);
 }
 
 struct disclose_wait *

@@ -18,10 +18,17 @@ struct disclose_wait;
  * audit process refused it or is gone. */
 typedef void (*disclose_cb)(void *arg, int durable, uint64_t seq);
 
-/* The worker's channel to the audit process (fd borrowed: the audit handle
- * owns it). NULL on ENOMEM. */
+/*
+ * The worker's channel to the audit process (fd borrowed: the audit handle
+ * owns it). Records are gathered and sent together by disclose_flush, once
+ * per event-loop iteration: kick(arg) is called when the first record of
+ * an iteration is queued, and must arrange for disclose_flush to run.
+ * NULL on ENOMEM.
+ */
 struct disclose *disclose_new(struct event_base *base, int fd,
-	    struct metrics *m);
+	    struct metrics *m, void (*kick)(void *), void *arg);
+/* Hand everything queued to the channel in one write. */
+void	disclose_flush(struct disclose *d);
 void	disclose_free(struct disclose *d);
 /* 0 once the channel hit EOF or an error: every disclosure then fails. */
 int	disclose_alive(const struct disclose *d);

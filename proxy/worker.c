@@ -23,6 +23,29 @@ worker_gen(struct worker *w)
 	return gen_cached(&w->gen, &w->gen_epoch);
 }
 
+/* Runs after the I/O callbacks of an iteration (lowest priority). */
+static void
+worker_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+
+	(void)fd;
+	(void)what;
+	w->flush_armed = 0;
+	disclose_flush(w->audit);
+}
+
+static void
+worker_kick(void *arg)
+{
+	struct worker	*w = arg;
+
+	if (!w->flush_armed) {
+		w->flush_armed = 1;
+		event_active(w->flush_ev, EV_TIMEOUT, 0);
+	}
+}
+
 static void
 worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -65,8 +88,9 @@ worker_accept_error_cb(struct evconnlistener *l, void *arg)
 struct worker *
 worker_new(int id, int listen_fd, int audit_fd, char *err, size_t errlen)
 {
-	struct worker	*w;
-	struct gen	*g;
+	struct worker		*w;
+	struct gen		*g;
+	struct event_config	*cfg;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		goto nomem;
@@ -74,7 +98,16 @@ worker_new(int id, int listen_fd, int audit_fd, char *err, size_t errlen)
 	w->id = id;
 	w->listen_fd = listen_fd;
 	TAILQ_INIT(&w->conns);
-	if ((w->base = event_base_new()) == NULL ||
+	/* The changelist folds an add and a delete of the same event within
+	 * one loop iteration into nothing: a write that completes at once
+	 * (most responses) costs no epoll_ctl. */
+	if ((cfg = event_config_new()) == NULL)
+		goto nomem;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	w->base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	/* Three priorities: the flush event runs after everything else. */
+	if (w->base == NULL || event_base_priority_init(w->base, 3) == -1 ||
 	    (w->metrics = metrics_new()) == NULL)
 		goto nomem;
 	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -87,8 +120,12 @@ worker_new(int id, int listen_fd, int audit_fd, char *err, size_t errlen)
 	g = gen_current();
 	w->json_depth = g ? g->conf->limits.max_json_depth : 32;
 	gen_unref(g);
+	if ((w->flush_ev = event_new(w->base, -1, 0, worker_flush_cb, w)) == NULL ||
+	    event_priority_set(w->flush_ev, 2) == -1)
+		goto nomem;
 	if ((w->json = json_reader_new(w->json_depth)) == NULL ||
-	    (w->audit = disclose_new(w->base, audit_fd, w->metrics)) == NULL)
+	    (w->audit = disclose_new(w->base, audit_fd, w->metrics,
+	    worker_kick, w)) == NULL)
 		goto nomem;
 	w->listener = evconnlistener_new(w->base, worker_accept_cb, w,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, listen_fd);
@@ -189,6 +226,10 @@ worker_free(struct worker *w)
 	if (w->listen_fd != -1)
 		close(w->listen_fd);
 	upstream_pools_free(w->pools);
+	if (w->flush_ev != NULL) {
+		worker_flush_cb(-1, 0, w);
+		event_free(w->flush_ev);
+	}
 	disclose_free(w->audit);
 	json_reader_free(w->json);
 	if (w->dns != NULL)

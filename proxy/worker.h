@@ -38,7 +38,12 @@ struct worker {
 	struct conn_list	 conns;
 	size_t			 nconns;
 	int			 draining;
+	char			 id_prefix[16];	/* request ids: random prefix + counter */
+	uint64_t		 id_counter;
+	int			 id_ready;
 	struct gen		*gen;		/* cached generation (gen_cached) */
+	struct event		*flush_ev;	/* end of a loop iteration: send gathered audit records */
+	int			 flush_armed;
 	uint64_t		 gen_epoch;
 };
 
@@ -65,5 +70,6 @@ void	worker_free(struct worker *w);
 
 /* Internal to worker.c/conn.c: the loop has one connection less. */
 void	worker_conn_gone(struct worker *w);
+
 
 #endif
