@@ -13,8 +13,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -34,6 +32,7 @@
 #include "rewrite.h"
 #include "route.h"
 #include "tls.h"
+#include "tlsio.h"
 #include "token.h"
 #include "upstream.h"
 #include "worker.h"
@@ -87,7 +86,7 @@ struct request {
 struct conn {
 	unsigned		 magic;
 	struct worker		*w;
-	struct bufferevent	*bev;
+	struct tlsio		*io;
 	TAILQ_ENTRY(conn)	 entry;
 	enum conn_state		 state;
 	struct timespec		 born;
@@ -99,9 +98,13 @@ struct conn {
 	struct request		*req;
 };
 
-static void	conn_read_cb(struct bufferevent *, void *);
-static void	conn_write_cb(struct bufferevent *, void *);
-static void	conn_event_cb(struct bufferevent *, short, void *);
+static void	conn_read_cb(struct tlsio *, void *);
+static void	conn_write_cb(struct tlsio *, void *);
+static void	conn_event_cb(struct tlsio *, enum tlsio_event, void *);
+
+static const struct tlsio_cbs conn_cbs = {
+	conn_read_cb, conn_write_cb, conn_event_cb,
+};
 static void	conn_timer_cb(evutil_socket_t, short, void *);
 static void	conn_free(struct conn *);
 static void	conn_process(struct conn *);
@@ -175,17 +178,16 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 	clock_gettime(CLOCK_MONOTONIC, &c->born);
 	if ((ssl = SSL_new(g->server_ctx)) == NULL)
 		goto fail;
-	c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	if ((c->io = tlsio_new(w->base, fd, ssl, 1, &conn_cbs, c)) == NULL) {
 		SSL_free(ssl);
 		goto fail;
 	}
 	fd = -1;
 	if ((c->timer = evtimer_new(w->base, conn_timer_cb, c)) == NULL)
 		goto fail;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* Bytes beyond a head and a read's worth wait in the socket until
+	 * the request in flight is answered. */
+	tlsio_set_read_limit(c->io, g->conf->limits.max_header_bytes + 65536);
 	conn_arm(c, g->conf->limits.handshake_timeout_ms);
 	TAILQ_INSERT_TAIL(&w->conns, c, entry);
 	w->nconns++;
@@ -194,8 +196,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa)
 fail:
 	ERR_clear_error();
 	if (c != NULL) {
-		if (c->bev != NULL)
-			bufferevent_free(c->bev);
+		tlsio_free(c->io);
 		if (c->timer != NULL)
 			event_free(c->timer);
 		free(c);
@@ -210,18 +211,12 @@ static void
 conn_free(struct conn *c)
 {
 	struct worker	*w = c->w;
-	SSL		*ssl;
 
 	assert(c->magic == CONN_MAGIC);
 	request_free(c);
 	if (c->timer != NULL)
 		event_free(c->timer);
-	if (c->bev != NULL) {
-		if (c->state != C_HANDSHAKE &&
-		    (ssl = bufferevent_openssl_get_ssl(c->bev)) != NULL)
-			SSL_shutdown(ssl);	/* close_notify, best effort */
-		bufferevent_free(c->bev);
-	}
+	tlsio_free(c->io);	/* close_notify when established */
 	X509_free(c->peer);
 	TAILQ_REMOVE(&w->conns, c, entry);
 	w->nconns--;
@@ -259,7 +254,7 @@ conn_abort_all(struct worker *w)
 static const char *
 conn_handshake_reason(struct conn *c, unsigned long e)
 {
-	SSL	*ssl = bufferevent_openssl_get_ssl(c->bev);
+	SSL	*ssl = tlsio_ssl(c->io);
 	long	 v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 
 	switch (v) {
@@ -313,7 +308,7 @@ conn_handshake_failed(struct conn *c, const char *reason)
 static void
 conn_handshake_done(struct conn *c)
 {
-	SSL		*ssl = bufferevent_openssl_get_ssl(c->bev);
+	SSL		*ssl = tlsio_ssl(c->io);
 	struct gen	*g;
 
 	c->peer = SSL_get1_peer_certificate(ssl);
@@ -326,44 +321,27 @@ conn_handshake_done(struct conn *c)
 	metrics_add(c->w->metrics, "subgate_tls_handshakes_total", "", 1);
 	c->state = C_IDLE;
 	evtimer_del(c->timer);
-	if ((g = worker_gen(c->w)) != NULL) {
-		struct timeval wt;
-		wt.tv_sec = g->conf->limits.client_timeout_ms / 1000;
-		wt.tv_usec = (g->conf->limits.client_timeout_ms % 1000) * 1000;
-		bufferevent_set_timeouts(c->bev, NULL, &wt);
-		/* Bytes beyond a head and a read's worth wait in the socket
-		 * until the request in flight is answered. */
-		bufferevent_setwatermark(c->bev, EV_READ, 0,
-		    g->conf->limits.max_header_bytes + 65536);
+	if ((g = worker_gen(c->w)) != NULL)
 		conn_arm(c, g->conf->limits.client_timeout_ms);
-	}
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		conn_read_cb(c->bev, c);
 }
 
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_event_cb(struct tlsio *t, enum tlsio_event e, void *arg)
 {
 	struct conn	*c = arg;
-	unsigned long	 e = 0, last;
 
-	(void)bev;
+	(void)t;
 	assert(c->magic == CONN_MAGIC);
-	if (what & BEV_EVENT_CONNECTED) {
+	if (e == TLSIO_CONNECTED) {
 		conn_handshake_done(c);
 		return;
 	}
 	if (c->state == C_HANDSHAKE) {
 		/* The first queued error names the cause. */
-		while ((last = bufferevent_get_openssl_error(c->bev)) != 0)
-			if (e == 0)
-				e = last;
-		conn_handshake_failed(c, conn_handshake_reason(c, e));
+		conn_handshake_failed(c, conn_handshake_reason(c,
+		    tlsio_ssl_error(c->io)));
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT)
-		metrics_add(c->w->metrics, "subgate_client_timeouts_total",
-		    "phase=\"write\"", 1);
 	/* EOF or error: the client is gone; in-flight work is dropped. */
 	conn_free(c);
 }
@@ -398,6 +376,11 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_error(c, 503, "audit_unavailable", "the disclosure was not "
 		    "recorded within audit_timeout_ms; nothing was sent", 0);
 		return;
+	case C_WRITING:
+	case C_CLOSING:
+		/* The client does not take its answer. */
+		phase = "phase=\"write\"";
+		break;
 	default:
 		return;
 	}
@@ -525,15 +508,16 @@ request_account(struct conn *c)
 static void
 conn_respond(struct conn *c, struct buf *head, const char *body, size_t blen)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
-
-	evbuffer_add(out, head->data, head->len);
+	/* One write: head and body leave in as few TLS records as fit. */
 	if (blen > 0)
-		evbuffer_add(out, body, blen);
-	c->req->bytes_out = head->len + blen;
+		buf_append(head, body, blen);
+	c->req->bytes_out = head->len;
 	request_account(c);
 	c->state = c->close_after ? C_CLOSING : C_WRITING;
-	bufferevent_enable(c->bev, EV_WRITE);
+	/* A client that does not read its answer is cut off. */
+	conn_arm(c, c->req->gen->conf->limits.client_timeout_ms);
+	if (tlsio_write(c->io, head->data, head->len) == -1)
+		c->state = C_CLOSING;	/* the event callback frees it */
 }
 
 static void
@@ -723,15 +707,15 @@ conn_error(struct conn *c, int status, const char *code, const char *message,
 }
 
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_write_cb(struct tlsio *t, void *arg)
 {
 	struct conn	*c = arg;
 	struct timespec	 now;
 	struct gen	*g;
 
-	(void)bev;
+	(void)t;
 	assert(c->magic == CONN_MAGIC);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+	if (tlsio_output_len(c->io) != 0)
 		return;
 	if (c->state == C_CLOSING) {
 		conn_free(c);
@@ -749,8 +733,10 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 	}
 	c->state = C_IDLE;
 	conn_arm(c, g->conf->limits.client_timeout_ms);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		conn_read_cb(c->bev, c);
+	if (evbuffer_get_length(tlsio_input(c->io)) > 0)
+		conn_process(c);
+	else
+		tlsio_read_more(c->io);
 }
 
 static int
@@ -940,8 +926,7 @@ conn_request_head(struct conn *c)
 	if (r->http.framing == HTTP_BODY_CHUNKED)
 		http_chunked_init(&r->chunked, cf->limits.max_header_bytes);
 	if (r->http.expect_continue && r->http.minor == 1 && has_body)
-		evbuffer_add(bufferevent_get_output(c->bev),
-		    "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		tlsio_write(c->io, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
 }
 
@@ -1228,7 +1213,7 @@ conn_read_body(struct conn *c, struct evbuffer *in)
 static void
 conn_process(struct conn *c)
 {
-	struct evbuffer		*in = bufferevent_get_input(c->bev);
+	struct evbuffer		*in = tlsio_input(c->io);
 	struct request		*r;
 	struct http_limits	 lim;
 	const char		*p;
@@ -1267,7 +1252,6 @@ conn_process(struct conn *c)
 			    "reason=\"malformed\"", 1);
 			conn_error(c, status, status == 431 ? "headers_too_large" :
 			    "bad_request", msg, 1);
-			bufferevent_disable(c->bev, EV_READ);
 			return;
 		}
 		/* Keep the head: the header views point into our copy. */
@@ -1287,27 +1271,22 @@ conn_process(struct conn *c)
 		r->bytes_in = r->http.head_len;
 		if (!r->http.keep_alive)
 			c->close_after = 1;
-		if (conn_request_head(c) == -1) {
-			bufferevent_disable(c->bev, EV_READ);
+		if (conn_request_head(c) == -1)
 			return;
-		}
 		c->state = C_BODY;
 	}
 	if (c->state == C_BODY) {
-		rc = conn_read_body(c, in);
-		if (rc == -1)
-			bufferevent_disable(c->bev, EV_READ);
-		else if (rc == 1)
+		if (conn_read_body(c, in) == 1)
 			conn_forward(c);
 	}
 }
 
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_read_cb(struct tlsio *t, void *arg)
 {
 	struct conn	*c = arg;
 
-	(void)bev;
+	(void)t;
 	assert(c->magic == CONN_MAGIC);
 	if (c->state == C_IDLE || c->state == C_HEAD || c->state == C_BODY)
 		conn_process(c);

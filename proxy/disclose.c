@@ -5,7 +5,9 @@
  * slot with no callback and the late answer is dropped.
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,9 +167,27 @@ disclose_send(struct disclose *d, const char *json, size_t len,
 void
 disclose_flush(struct disclose *d)
 {
+	size_t	off = 0;
+	ssize_t	n;
+
 	if (d == NULL || d->msg.len == 0)
 		return;
-	if (!d->dead && bufferevent_write(d->bev, d->msg.data, d->msg.len) == -1) {
+	/* Straight to the socket when nothing is queued before us: no wait
+	 * for writability, no epoll_ctl. */
+	if (!d->dead && evbuffer_get_length(bufferevent_get_output(d->bev)) == 0) {
+		while (off < d->msg.len) {
+			n = send(bufferevent_getfd(d->bev), d->msg.data + off,
+			    d->msg.len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0)
+				off += (size_t)n;
+			else if (n == -1 && errno == EINTR)
+				continue;
+			else
+				break;	/* EAGAIN: the bufferevent takes the rest */
+		}
+	}
+	if (!d->dead && off < d->msg.len && bufferevent_write(d->bev,
+	    d->msg.data + off, d->msg.len - off) == -1) {
 		log_warnx("audit channel: cannot queue records");
 		d->dead = 1;
 		disclose_fail_all(d);

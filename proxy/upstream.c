@@ -9,9 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/buffer.h>
 #include <event2/util.h>
 #include <openssl/err.h>
@@ -19,6 +18,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "tlsio.h"
 #include "upstream.h"
 
 #define UCONN_MAGIC	0x75636f6eu
@@ -28,7 +28,7 @@
 struct uconn {
 	unsigned		 magic;
 	struct upstream_pools	*pools;
-	struct bufferevent	*bev;
+	struct tlsio		*io;
 	uint64_t		 gen_id;
 	unsigned		 account;
 	struct event		*idle_ev;
@@ -75,14 +75,26 @@ struct upstream_exchange {
 	int				 got_bytes;	/* any response byte seen */
 	int				 written;	/* the whole request was flushed */
 	int				 dns_inline, dns_done, dns_result;
+	enum upstream_error		 fail;		/* set by ux_fail_later */
 	struct evutil_addrinfo		*dns_ai;
 };
 
 static void	ux_send(struct upstream_exchange *);
 static void	ux_connect(struct upstream_exchange *);
-static void	uconn_read_cb(struct bufferevent *, void *);
-static void	uconn_write_cb(struct bufferevent *, void *);
-static void	uconn_event_cb(struct bufferevent *, short, void *);
+static void	ux_fail_later(struct upstream_exchange *, enum upstream_error,
+		    const char *);
+static void	uconn_read_cb(struct tlsio *, void *);
+static void	uconn_write_cb(struct tlsio *, void *);
+static void	uconn_event_cb(struct tlsio *, enum tlsio_event, void *);
+static void	uconn_idle_read_cb(struct tlsio *, void *);
+static void	uconn_idle_event_cb(struct tlsio *, enum tlsio_event, void *);
+
+static const struct tlsio_cbs uconn_cbs = {
+	uconn_read_cb, uconn_write_cb, uconn_event_cb,
+};
+static const struct tlsio_cbs uconn_idle_cbs = {
+	uconn_idle_read_cb, NULL, uconn_idle_event_cb,
+};
 
 static const char *up_error_names[UP_NERRORS] = {
 	"ok", "dns", "connect", "tls", "verify", "hostname", "pin",
@@ -130,8 +142,7 @@ uconn_free(struct uconn *c)
 	}
 	if (c->idle_ev != NULL)
 		event_free(c->idle_ev);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);	/* frees the SSL and the socket */
+	tlsio_free(c->io);	/* the SSL and the socket with it */
 	c->magic = 0;
 	free(c);
 }
@@ -162,17 +173,17 @@ upstream_pools_idle(const struct upstream_pools *p)
 
 /* An idle pooled connection: any byte or close from the processor ends it. */
 static void
-uconn_idle_read_cb(struct bufferevent *bev, void *arg)
+uconn_idle_read_cb(struct tlsio *t, void *arg)
 {
-	(void)bev;
+	(void)t;
 	uconn_free(arg);
 }
 
 static void
-uconn_idle_event_cb(struct bufferevent *bev, short what, void *arg)
+uconn_idle_event_cb(struct tlsio *t, enum tlsio_event e, void *arg)
 {
-	(void)bev;
-	(void)what;
+	(void)t;
+	(void)e;
 	uconn_free(arg);
 }
 
@@ -199,9 +210,7 @@ uconn_pool(struct upstream_pools *p, struct uconn *c, int idle_ms)
 	tv.tv_sec = idle_ms / 1000;
 	tv.tv_usec = (idle_ms % 1000) * 1000;
 	evtimer_add(c->idle_ev, &tv);
-	bufferevent_setcb(c->bev, uconn_idle_read_cb, NULL, uconn_idle_event_cb, c);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	bufferevent_enable(c->bev, EV_READ);
+	tlsio_setcb(c->io, &uconn_idle_cbs, c);
 	TAILQ_INSERT_HEAD(&p->idle, c, entry);
 	c->pooled = 1;
 	p->nidle++;
@@ -274,7 +283,7 @@ ux_finish(struct upstream_exchange *x, enum upstream_error e, const char *detail
 		x->res.delivery = DELIVERY_PARTIAL;
 	if (e == UP_OK && c != NULL && x->resp.keep_alive &&
 	    x->resp.framing != HTTP_BODY_CLOSE &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+	    evbuffer_get_length(tlsio_input(c->io)) == 0) {
 		x->conn = NULL;
 		uconn_pool(p, c, x->gen->conf->limits.upstream_idle_ms);
 	}
@@ -299,7 +308,26 @@ ux_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	assert(x->magic == UX_MAGIC);
+	if (x->fail != UP_OK) {
+		ux_finish(x, x->fail, NULL);
+		return;
+	}
 	ux_finish(x, UP_TIMEOUT, "no complete response within upstream_timeout_ms");
+}
+
+/*
+ * Fail from the event loop, never inside upstream_start: its caller must
+ * have the exchange pointer before the callback can run.
+ */
+static void
+ux_fail_later(struct upstream_exchange *x, enum upstream_error e,
+    const char *detail)
+{
+	struct timeval	now = { 0, 0 };
+
+	x->fail = e;
+	snprintf(x->res.detail, sizeof(x->res.detail), "%s", detail);
+	evtimer_add(x->timer, &now);
 }
 
 struct upstream_exchange *
@@ -381,24 +409,30 @@ ux_open(struct upstream_exchange *x, const struct sockaddr *sa, int salen)
 		SSL_free(ssl);
 		goto fail;
 	}
-	c->bev = bufferevent_openssl_socket_new(p->base, -1, ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
 		SSL_free(ssl);
 		goto fail;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, uconn_read_cb, uconn_write_cb, uconn_event_cb, c);
-	if (bufferevent_socket_connect(c->bev, sa, salen) == -1) {
-		ux_finish(x, UP_CONNECT, "connect failed");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, sa, (socklen_t)salen) == -1 && errno != EINPROGRESS) {
+		char detail[160];
+		snprintf(detail, sizeof(detail), "cannot connect to processor: "
+		    "%s", strerror(errno));
+		close(fd);
+		SSL_free(ssl);
+		ux_fail_later(x, UP_CONNECT, detail);
 		return;
 	}
-	if ((fd = bufferevent_getfd(c->bev)) >= 0)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((c->io = tlsio_new(p->base, fd, ssl, 0, &uconn_cbs, c)) == NULL) {
+		close(fd);
+		SSL_free(ssl);
+		goto fail;
+	}
 	return;
 fail:
 	ERR_clear_error();
-	ux_finish(x, UP_CONNECT, "out of resources");
+	ux_fail_later(x, UP_CONNECT, "out of resources");
 }
 
 static void
@@ -419,7 +453,7 @@ ux_dns_cb(int result, struct evutil_addrinfo *ai, void *arg)
 	if (result != 0 || ai == NULL) {
 		if (ai != NULL)
 			evutil_freeaddrinfo(ai);
-		ux_finish(x, UP_DNS, "upstream name did not resolve");
+		ux_fail_later(x, UP_DNS, "upstream name did not resolve");
 		return;
 	}
 	ux_open(x, ai->ai_addr, (int)ai->ai_addrlen);
@@ -463,16 +497,10 @@ ux_connect(struct upstream_exchange *x)
 static void
 ux_send(struct upstream_exchange *x)
 {
-	struct bufferevent	*bev = x->conn->bev;
-
 	x->state = UX_SENDING;
-	bufferevent_setcb(bev, uconn_read_cb, uconn_write_cb, uconn_event_cb,
-	    x->conn);
-	if (bufferevent_write(bev, x->req.data, x->req.len) == -1) {
-		ux_finish(x, UP_CONNECT, "cannot queue request");
-		return;
-	}
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	tlsio_setcb(x->conn->io, &uconn_cbs, x->conn);
+	/* A failure shows up as an event callback from the loop. */
+	tlsio_write(x->conn->io, x->req.data, x->req.len);
 }
 
 /* A pooled connection failed before any response byte: the processor
@@ -496,7 +524,7 @@ ux_retry(struct upstream_exchange *x)
 static enum upstream_error
 ux_tls_cause(struct uconn *c, char *detail, size_t len)
 {
-	SSL	*ssl = bufferevent_openssl_get_ssl(c->bev);
+	SSL	*ssl = tlsio_ssl(c->io);
 	long	 v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	char	 e[256];
 
@@ -512,15 +540,16 @@ ux_tls_cause(struct uconn *c, char *detail, size_t len)
 		ERR_clear_error();
 		return UP_VERIFY;
 	}
-	while (bufferevent_get_openssl_error(c->bev) != 0)
-		;
-	snprintf(detail, len, "TLS handshake with processor failed: %s",
-	    tls_errors(e, sizeof(e)));
+	if (tlsio_ssl_error(c->io) != 0)
+		ERR_error_string_n(tlsio_ssl_error(c->io), e, sizeof(e));
+	else
+		snprintf(e, sizeof(e), "processor closed the connection");
+	snprintf(detail, len, "TLS handshake with processor failed: %.120s", e);
 	return UP_TLS;
 }
 
 static void
-uconn_event_cb(struct bufferevent *bev, short what, void *arg)
+uconn_event_cb(struct tlsio *t, enum tlsio_event what, void *arg)
 {
 	struct uconn			*c = arg;
 	struct upstream_exchange	*x = c->x;
@@ -528,10 +557,10 @@ uconn_event_cb(struct bufferevent *bev, short what, void *arg)
 	SSL				*ssl;
 	char				 detail[200];
 
-	(void)bev;
+	(void)t;
 	assert(c->magic == UCONN_MAGIC && x != NULL && x->magic == UX_MAGIC);
-	if (what & BEV_EVENT_CONNECTED) {
-		ssl = bufferevent_openssl_get_ssl(c->bev);
+	if (what == TLSIO_CONNECTED) {
+		ssl = tlsio_ssl(c->io);
 		cert = SSL_get0_peer_certificate(ssl);
 		if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK) {
 			ux_finish(x, UP_VERIFY, "processor presented no verified certificate");
@@ -550,51 +579,24 @@ uconn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (x->state == UX_CONNECTING) {
-		struct sockaddr_storage	 peer;
-		socklen_t		 plen = sizeof(peer), elen;
-		int			 soerr = 0;
-		evutil_socket_t		 fd = bufferevent_getfd(c->bev);
-
-		/* Did TCP ever connect? A refused or unreachable connect
-		 * shows up here as an error or EOF of the TLS layer. */
-		elen = sizeof(soerr);
-		if (fd >= 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr,
-		    &elen) == -1 || soerr != 0 || getpeername(fd,
-		    (struct sockaddr *)&peer, &plen) == -1)) {
-			while (bufferevent_get_openssl_error(c->bev) != 0)
-				;
+		if (!tlsio_tcp_connected(c->io)) {
 			snprintf(detail, sizeof(detail), "cannot connect to "
-			    "processor: %s", soerr ? strerror(soerr) :
+			    "processor: %s", tlsio_errno(c->io) ?
+			    strerror(tlsio_errno(c->io)) :
 			    "connection refused or unreachable");
 			ux_finish(x, UP_CONNECT, detail);
 			return;
 		}
-		if (what & BEV_EVENT_ERROR) {
-			unsigned long e = bufferevent_get_openssl_error(c->bev);
-			int serr = EVUTIL_SOCKET_ERROR();
-			if (e != 0 || SSL_get_verify_result(
-			    bufferevent_openssl_get_ssl(c->bev)) != X509_V_OK) {
-				enum upstream_error ue = ux_tls_cause(c, detail,
-				    sizeof(detail));
-				ux_finish(x, ue, detail);
-			} else {
-				snprintf(detail, sizeof(detail),
-				    "cannot connect to processor: %s",
-				    evutil_socket_error_to_string(serr));
-				ux_finish(x, UP_CONNECT, detail);
-			}
-			return;
-		}
-		ux_finish(x, UP_TLS, "processor closed the connection during the handshake");
+		ux_finish(x, ux_tls_cause(c, detail, sizeof(detail)), detail);
 		return;
 	}
 	/* After the request went out. */
 	if (ux_retry(x))
 		return;
-	if ((what & BEV_EVENT_EOF) && x->head_done &&
+	if (what == TLSIO_EOF && x->head_done &&
 	    x->resp.framing == HTTP_BODY_CLOSE) {
 		/* The close delimits the body; take what is left. */
-		struct evbuffer *in = bufferevent_get_input(c->bev);
+		struct evbuffer *in = tlsio_input(c->io);
 		size_t len = evbuffer_get_length(in);
 		if (buf_reserve(&x->res.body, len) == -1) {
 			ux_finish(x, UP_TOO_LARGE, "response larger than max_response_bytes");
@@ -612,23 +614,23 @@ uconn_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-uconn_write_cb(struct bufferevent *bev, void *arg)
+uconn_write_cb(struct tlsio *t, void *arg)
 {
 	struct uconn	*c = arg;
 
-	(void)bev;
-	if (c->x != NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	(void)t;
+	if (c->x != NULL)
 		c->x->written = 1;
 }
 
 /* Parse what arrived. Finishes the exchange when the response is complete
  * (or wrong). */
 static void
-uconn_read_cb(struct bufferevent *bev, void *arg)
+uconn_read_cb(struct tlsio *t, void *arg)
 {
 	struct uconn			*c = arg;
 	struct upstream_exchange	*x = c->x;
-	struct evbuffer			*in = bufferevent_get_input(bev);
+	struct evbuffer			*in = tlsio_input(t);
 	size_t				 len, consumed, i, limit;
 	const char			*p;
 	char				 err[128];
