@@ -187,11 +187,38 @@ crc_init(void)
 	}
 }
 
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static uint32_t
+crc32c_hw(uint32_t crc, const unsigned char *s, size_t n)
+{
+	uint64_t	c = ~crc, w;
+
+	for (; n >= 8; n -= 8, s += 8) {
+		memcpy(&w, s, 8);
+		c = __builtin_ia32_crc32di(c, w);
+	}
+	while (n-- > 0)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *s++);
+	return ~(uint32_t)c;
+}
+#endif
+
 uint32_t
 auditfmt_crc32c(uint32_t crc, const void *p, size_t n)
 {
 	const unsigned char	*s = p;
 
+#if defined(__x86_64__)
+	/* The SSE4.2 CRC32 instruction computes exactly CRC-32C, 8 bytes a
+	 * step: the frame checksums are on the audit writer's hot path. */
+	static int	hw = -1;
+
+	if (hw == -1)
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+	if (hw)
+		return crc32c_hw(crc, s, n);
+#endif
 	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
 	while (n-- > 0)
