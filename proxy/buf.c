@@ -24,8 +24,15 @@ buf_reserve(struct buf *b, size_t n)
 	cap = b->cap ? b->cap : 256;
 	while (cap < want)
 		cap = cap > ((size_t)-1) / 2 ? want : cap * 2;
-	if ((p = realloc(b->data, cap)) == NULL)
+	/* Not realloc: the old block is wiped before it goes back to the
+	 * allocator (buffers hold request bodies and records). */
+	if ((p = malloc(cap)) == NULL)
 		return -1;
+	if (b->data != NULL) {
+		memcpy(p, b->data, b->len + 1);
+		OPENSSL_cleanse(b->data, b->len);
+		free(b->data);
+	}
 	b->data = p;
 	b->cap = cap;
 	return 0;
@@ -78,6 +85,8 @@ buf_truncate(struct buf *b, size_t len)
 {
 	if (b->data == NULL || len > b->len)
 		return;
+	/* Bytes past len are wiped now, so buf_free need only wipe len. */
+	OPENSSL_cleanse(b->data + len, b->len - len);
 	b->len = len;
 	b->data[len] = '\0';
 }
@@ -94,7 +103,9 @@ buf_free(struct buf *b)
 	if (b == NULL)
 		return;
 	if (b->data != NULL) {
-		OPENSSL_cleanse(b->data, b->cap);
+		/* Every byte ever written is below len (buf_truncate wipes
+		 * what it cuts): wiping len bytes wipes the contents. */
+		OPENSSL_cleanse(b->data, b->len);
 		free(b->data);
 	}
 	b->data = NULL;

@@ -181,6 +181,10 @@ tlsio_read(struct tlsio *t)
 			v.iov_len = (size_t)r;
 			evbuffer_commit_space(t->in, &v, 1);
 			got += (size_t)r;
+			/* Nothing buffered inside SSL: the next read would be
+			 * an EAGAIN; epoll says when the socket has more. */
+			if (!SSL_has_pending(t->ssl))
+				break;
 			continue;
 		}
 		evbuffer_commit_space(t->in, &v, 0);

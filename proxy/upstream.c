@@ -355,7 +355,7 @@ upstream_start(struct upstream_pools *p, struct gen *g,
 	x->lim.max_header_bytes = l->max_header_bytes;
 	x->lim.max_headers = l->max_headers;
 	x->max_body = l->max_response_bytes;
-	if ((x->hdrs = calloc(l->max_headers, sizeof(*x->hdrs))) == NULL ||
+	if ((x->hdrs = malloc(l->max_headers * sizeof(*x->hdrs))) == NULL ||
 	    (x->timer = evtimer_new(p->base, ux_timeout, x)) == NULL) {
 		ux_free(x);
 		return NULL;
