@@ -15,7 +15,7 @@
 #include <event2/buffer.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -461,13 +461,13 @@ request_account(struct conn *c)
 {
 	struct request	*r = c->req;
 	struct timespec	 now;
-	struct buf	 line = { 0 };
-	char		 labels[256], ts[32];
+	char		 labels[256], line[1024];
 	struct tm	 tm;
 	struct timespec	 wall;
 	double		 dur;
+	unsigned long long dus, uus;
 	const char	*ig = r->ig ? r->ig->name : "-";
-	int		 tenant_labels;
+	int		 tenant_labels, n;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	dur = ts_diff(&r->t0, &now);
@@ -489,19 +489,26 @@ request_account(struct conn *c)
 		    r->rep.fields.dropped_nonscalar);
 	}
 	clock_gettime(CLOCK_REALTIME, &wall);
-	gmtime_r(&wall.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_printf(&line, "time=%s.%03ldZ level=info msg=request request_id=%s "
-	    "tenant=%s integration=%s method=%.*s endpoint=\"%s\" status=%d "
-	    "bytes_in=%zu bytes_out=%zu duration_ms=%.3f upstream_ms=%.3f\n",
-	    ts, wall.tv_nsec / 1000000, r->id, r->tenant ? r->tenant->id : "-", ig,
-	    (int)strlen(request_method_name(r)), request_method_name(r),
-	    r->ep ? r->ep->path : "-", r->status,
-	    r->bytes_in, r->bytes_out, dur * 1000, r->upstream_s * 1000);
+	if (wall.tv_sec != c->w->log_sec) {
+		gmtime_r(&wall.tv_sec, &tm);
+		strftime(c->w->log_ts, sizeof(c->w->log_ts),
+		    "%Y-%m-%dT%H:%M:%S", &tm);
+		c->w->log_sec = wall.tv_sec;
+	}
+	dus = (unsigned long long)(dur * 1e6);
+	uus = (unsigned long long)(r->upstream_s * 1e6);
+	n = snprintf(line, sizeof(line), "time=%s.%03ldZ level=info msg=request "
+	    "request_id=%s tenant=%s integration=%s method=%s endpoint=\"%s\" "
+	    "status=%d bytes_in=%zu bytes_out=%zu duration_ms=%llu.%03llu "
+	    "upstream_ms=%llu.%03llu\n", c->w->log_ts, wall.tv_nsec / 1000000,
+	    r->id, r->tenant ? r->tenant->id : "-", ig, request_method_name(r),
+	    r->ep ? r->ep->path : "-", r->status, r->bytes_in, r->bytes_out,
+	    dus / 1000, dus % 1000, uus / 1000, uus % 1000);
 	/* Written now, before the response: a line is there by the time
 	 * the client has its answer. */
-	log_line(line.data, line.len);
-	buf_free(&line);
+	if (n > 0)
+		log_line(line, (size_t)n < sizeof(line) ? (size_t)n :
+		    sizeof(line) - 1);
 }
 
 /* Queue a complete response and move on (keep-alive or close). */
@@ -624,6 +631,43 @@ subjects_collect(void *arg, enum policy_action a, const struct json_token *v,
 }
 
 /*
+ * body_hmac with the worker's MAC context, keyed once per generation: a
+ * one-shot HMAC() fetches the algorithm on every call.
+ */
+static void
+conn_body_hmac(struct conn *c, const unsigned char *p, size_t len,
+    unsigned char mac[32])
+{
+	struct worker	*w = c->w;
+	struct gen	*g = c->req->gen;
+	OSSL_PARAM	 params[2];
+	size_t		 outl = 0;
+
+	if (w->body_mac == NULL) {
+		EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		w->body_mac = m ? EVP_MAC_CTX_new(m) : NULL;
+		EVP_MAC_free(m);
+		w->body_mac_gen = 0;
+	}
+	params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256",
+	    0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (w->body_mac == NULL ||
+	    (w->body_mac_gen != g->id ? EVP_MAC_init(w->body_mac, g->body_key,
+	    sizeof(g->body_key), params) : EVP_MAC_init(w->body_mac, NULL, 0,
+	    NULL)) != 1 ||
+	    EVP_MAC_update(w->body_mac, p, len) != 1 ||
+	    EVP_MAC_final(w->body_mac, mac, &outl, 32) != 1) {
+		/* Cannot happen with a working libcrypto; never leave it
+		 * unset. */
+		memset(mac, 0, 32);
+		w->body_mac_gen = 0;
+		return;
+	}
+	w->body_mac_gen = g->id;
+}
+
+/*
  * The disclosure record: who sends which fields of whose data to which
  * processor under which policy. Paths, counts and keyed hashes only.
  */
@@ -636,7 +680,6 @@ request_disclosure(struct conn *c, struct buf *j)
 				    &list, 0 };
 	struct policy_transform	 xf = { subjects_collect, &sj };
 	unsigned char		 mac[32];
-	unsigned int		 maclen = 0;
 	char			 hex[65], err[64];
 	size_t			 i;
 
@@ -646,9 +689,8 @@ request_disclosure(struct conn *c, struct buf *j)
 	disclose_report(j, "query", &r->rep.query);
 	disclose_report(j, "headers", &r->rep.headers);
 	disclose_num(j, "body_bytes", r->fwd_body);
-	HMAC(EVP_sha256(), r->gen->body_key, sizeof(r->gen->body_key),
-	    (const unsigned char *)r->fwd.data + r->fwd.len - r->fwd_body,
-	    r->fwd_body, mac, &maclen);
+	conn_body_hmac(c, (const unsigned char *)r->fwd.data + r->fwd.len -
+	    r->fwd_body, r->fwd_body, mac);
 	for (i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
 	disclose_str(j, "body_hmac", hex);

@@ -231,6 +231,7 @@ worker_free(struct worker *w)
 		event_free(w->flush_ev);
 	}
 	disclose_free(w->audit);
+	EVP_MAC_CTX_free(w->body_mac);
 	json_reader_free(w->json);
 	if (w->dns != NULL)
 		evdns_base_free(w->dns, 0);

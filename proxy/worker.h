@@ -10,6 +10,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/evp.h>
 
 #include "disclose.h"
 #include "json.h"
@@ -38,6 +39,10 @@ struct worker {
 	struct conn_list	 conns;
 	size_t			 nconns;
 	int			 draining;
+	EVP_MAC_CTX		*body_mac;	/* body_hmac, keyed for body_mac_gen */
+	uint64_t		 body_mac_gen;
+	time_t			 log_sec;	/* request log: second of log_ts */
+	char			 log_ts[32];
 	char			 id_prefix[16];	/* request ids: random prefix + counter */
 	uint64_t		 id_counter;
 	int			 id_ready;
