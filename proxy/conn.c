@@ -801,35 +801,11 @@ conn_request_new(struct conn *c)
 	return 0;
 }
 
-/* Media type check: application/json, optionally ;charset=utf-8. */
+/* Is the header's media type application/json (;charset=utf-8 allowed)? */
 static int
 content_type_json(const struct http_header *h)
 {
-	const char	*v;
-	size_t		 n, i;
-	char		 low[64];
-
-	if (h == NULL || h->value_len >= sizeof(low))
-		return 0;
-	for (i = 0; i < h->value_len; i++)
-		low[i] = (char)((h->value[i] >= 'A' && h->value[i] <= 'Z') ?
-		    h->value[i] + 32 : h->value[i]);
-	low[h->value_len] = '\0';
-	v = low;
-	n = strlen("application/json");
-	if (strncmp(v, "application/json", n) != 0)
-		return 0;
-	v += n;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (*v == '\0')
-		return 1;
-	if (*v++ != ';')
-		return 0;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	return strcmp(v, "charset=utf-8") == 0 ||
-	    strcmp(v, "charset=\"utf-8\"") == 0;
+	return h != NULL && rewrite_content_type(h->value, h->value_len) == 0;
 }
 
 /*
@@ -971,17 +947,6 @@ conn_request_head(struct conn *c)
 	if (r->http.expect_continue && r->http.minor == 1 && has_body)
 		tlsio_write(c->io, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
-}
-
-/* Append "Name: value\r\n" after checking the value has no CR/LF/NUL. */
-static void
-head_add(struct buf *b, const char *name, size_t nlen, const char *v,
-    size_t vlen)
-{
-	buf_append(b, name, nlen);
-	buf_append(b, ": ", 2);
-	buf_append(b, v, vlen);
-	buf_append(b, "\r\n", 2);
 }
 
 static void
@@ -1164,14 +1129,15 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 		    (h->name_len == 12 && strncasecmp(h->name,
 		    "X-Request-Id", 12) == 0))
 			continue;
-		head_add(&head, h->name, h->name_len, h->value, h->value_len);
+		http_header_append(&head, h->name, h->name_len, h->value,
+		    h->value_len);
 	}
 	buf_printf(&head, "X-Request-Id: %s\r\n", r->id);
 	if (res->status != 204 && res->status != 304) {
 		if (strcmp(r->ep->method, "HEAD") == 0 &&
 		    (h = http_header_find(res->headers, res->nheaders,
 		    "Content-Length")) != NULL)
-			head_add(&head, "Content-Length", 14, h->value,
+			http_header_append(&head, "Content-Length", 14, h->value,
 			    h->value_len);
 		else
 			buf_printf(&head, "Content-Length: %zu\r\n",

@@ -1008,3 +1008,15 @@ http_reason(int status)
 	default: return "Unknown";
 	}
 }
+
+int
+http_header_append(struct buf *b, const char *name, size_t nlen,
+    const char *value, size_t vlen)
+{
+	if (buf_reserve(b, nlen + vlen + 4) == -1)
+		return -1;
+	buf_append(b, name, nlen);
+	buf_append(b, ": ", 2);
+	buf_append(b, value, vlen);
+	return buf_append(b, "\r\n", 2);
+}

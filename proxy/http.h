@@ -135,6 +135,9 @@ int	http_list_has(const char *value, size_t len, const char *token);
 int	http_is_hop_by_hop(const char *name, size_t len);
 /* Is name a valid header field-name (RFC 9110 token)? */
 int	http_is_token(const char *s, size_t len);
+/* Append "name: value\r\n" to b (both already validated). 0 or -1. */
+int	http_header_append(struct buf *b, const char *name, size_t nlen,
+	    const char *value, size_t vlen);
 /* Reason phrase for a status code ("Unknown" if none). */
 const char *http_reason(int status);
 

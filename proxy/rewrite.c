@@ -78,15 +78,6 @@ rewrite_text(struct token_ctx *tok, enum policy_action a, const char *v,
 	return rc;
 }
 
-static void
-rewrite_header(struct buf *b, const char *name, size_t nlen, const char *v,
-    size_t vlen)
-{
-	buf_append(b, name, nlen);
-	buf_append(b, ": ", 2);
-	buf_append(b, v, vlen);
-	buf_append(b, "\r\n", 2);
-}
 
 /* The path rebuilt from the pattern, each parameter after its action. */
 static int
@@ -236,7 +227,7 @@ rewrite_request(const struct rewrite_in *in, struct buf *out,
 		goto fail;
 	}
 	buf_append_str(out, " HTTP/1.1\r\n");
-	rewrite_header(out, "Host", 4, acct->server_name,
+	http_header_append(out, "Host", 4, acct->server_name,
 	    strlen(acct->server_name));
 	/* Listed headers from the service; X-Request-Id is subgate's own. */
 	for (i = 0; i < in->nheaders; i++) {
@@ -252,14 +243,14 @@ rewrite_request(const struct rewrite_in *in, struct buf *out,
 		    h->name_len);
 		if (h->name_len == 12 &&
 		    strncasecmp(h->name, "X-Request-Id", 12) == 0)
-			rewrite_header(out, h->name, h->name_len,
+			http_header_append(out, h->name, h->name_len,
 			    in->request_id, strlen(in->request_id));
 		else
-			rewrite_header(out, h->name, h->name_len, h->value,
+			http_header_append(out, h->name, h->name_len, h->value,
 			    h->value_len);
 	}
 	for (i = 0; i < acct->nset; i++)
-		rewrite_header(out, acct->set[i].name,
+		http_header_append(out, acct->set[i].name,
 		    strlen(acct->set[i].name), acct->set[i].value,
 		    acct->set[i].value_len);
 	buf_append_str(out, "Accept-Encoding: identity\r\n");
