@@ -1018,7 +1018,7 @@ conn_audit_done(void *arg, int durable, uint64_t seq)
 	const struct gen_account *ga;
 	const char		*m;
 
-	assert(c->magic == CONN_MAGIC && r != NULL && c->state == C_AUDIT);
+	assert(c->magic == CONN_MAGIC && c->state == C_AUDIT);
 	r->wait = NULL;
 	evtimer_del(c->timer);
 	if (!durable) {
@@ -1083,7 +1083,7 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 	size_t			 i;
 	const struct http_header *h;
 
-	assert(c->magic == CONN_MAGIC && r != NULL);
+	assert(c->magic == CONN_MAGIC);
 	r->x = NULL;	/* the exchange frees itself after this callback */
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	r->upstream_s = ts_diff(&r->t0, &now);
