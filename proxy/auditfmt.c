@@ -1679,20 +1679,66 @@ audit_subject_normalise(const char *value, size_t len,
 	return r == 1 ? 1 : 0;
 }
 
+/* HMAC is fetched once: a one-shot HMAC() looks the algorithm up on
+ * every call, and subject hashes are taken on the request path. */
+static EVP_MAC		*subject_mac;
+static pthread_once_t	 subject_mac_once = PTHREAD_ONCE_INIT;
+
+static void
+subject_mac_init(void)
+{
+	subject_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+/*
+ * Each thread keeps one context keyed with the last index key it saw:
+ * re-initialising with the same key skips the digest lookup that keying
+ * costs. The cached key copy lives as long as the thread (it is the index
+ * key the daemon holds anyway).
+ */
+static __thread EVP_MAC_CTX	*subject_ctx;
+static __thread unsigned char	 subject_key[32];
+
+static int
+subject_hmac(const unsigned char key[32], const char *p, size_t len,
+    unsigned char mac[32])
+{
+	OSSL_PARAM	 params[2];
+	size_t		 outl = 0;
+	int		 same;
+
+	pthread_once(&subject_mac_once, subject_mac_init);
+	if (subject_mac == NULL)
+		return -1;
+	if (subject_ctx == NULL &&
+	    (subject_ctx = EVP_MAC_CTX_new(subject_mac)) == NULL)
+		return -1;
+	same = CRYPTO_memcmp(subject_key, key, 32) == 0 &&
+	    EVP_MAC_CTX_get_mac_size(subject_ctx) == 32;
+	params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256",
+	    0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((same ? EVP_MAC_init(subject_ctx, NULL, 0, NULL) :
+	    EVP_MAC_init(subject_ctx, key, 32, params)) != 1)
+		return -1;
+	memcpy(subject_key, key, 32);
+	if (EVP_MAC_update(subject_ctx, (const unsigned char *)p, len) != 1 ||
+	    EVP_MAC_final(subject_ctx, mac, &outl, 32) != 1 || outl != 32)
+		return -1;
+	return 0;
+}
+
 int
 audit_subject_hash(const unsigned char index_key[32], const char *value,
     size_t len, const char *phone_country_code, char out[65])
 {
 	struct buf	 n = { 0 };
 	unsigned char	 mac[32];
-	unsigned int	 maclen = 0;
 	int		 r;
 
 	out[0] = '\0';
 	r = audit_subject_normalise(value, len, phone_country_code, &n);
-	if (r == 1 && HMAC(EVP_sha256(), index_key, 32,
-	    (const unsigned char *)n.data, n.len, mac, &maclen) != NULL &&
-	    maclen == 32)
+	if (r == 1 && subject_hmac(index_key, n.data, n.len, mac) == 0)
 		hex(out, mac, 32);
 	else
 		r = 0;
