@@ -943,7 +943,7 @@ pw_scalar(struct pwalk *w, struct pw_frame *f, enum policy_action a,
 	size_t	 after = w->out->len;
 	int	 rc;
 
-	if (a == POLICY_ALLOW || (w->response && v->type != JSON_STRING)) {
+	if (a == POLICY_ALLOW) {
 		if (out_put(w, v->raw, v->raw_len) == -1)
 			return pw_fail(w, "output too large");
 		f->emitted++;

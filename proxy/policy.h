@@ -96,9 +96,11 @@ int	policy_apply_json(const struct policy_rules *rules, struct json_reader *r,
 	    struct buf *out, struct policy_report *rep, char *err, size_t errlen);
 
 /*
- * Response direction: copy in[0..len) to out unchanged, except that string
+ * Response direction: copy in[0..len) to out unchanged, except that the
  * scalars at paths the rules name are passed to xf (with the rule's action)
- * which writes their replacement. Returns 0 or -1 (invalid JSON).
+ * which writes their replacement (tokens are strings: the detokeniser
+ * copies anything else as is; the subject hasher also takes numbers).
+ * Returns 0 or -1 (invalid JSON).
  */
 int	policy_apply_response(const struct policy_rules *rules,
 	    struct json_reader *r, const char *in, size_t len,

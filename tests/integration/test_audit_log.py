@@ -451,6 +451,23 @@ def test_no_values_in_log_files_or_show_output(e):
 # --------------------------------------------------------------------------
 # subject search
 
+def test_subject_phone_written_as_a_json_number(e):
+	"""A phone number the service sends as a JSON number is a subject too:
+	the search finds the disclosure (the hash covers numbers, not only
+	strings)."""
+	n = str(int(time.time() * 1000))[-6:]
+	body = contact("num.%s@example.org" % n, "x")
+	# national (a JSON number cannot carry "+"): acme's country code 1 applies
+	body["contact"]["phone"] = int("415556" + n[-4:])
+	i = rid("subjnum")
+	assert post_contact(e.gw, body, i).status == 200
+	d = e.wait_call(i)["disclosure"][0]
+	assert d["subjects"] == 2, d
+	res = e.show("--index-key", e.keys.index, "--subject", "+1 415 556 " + n[-4:])
+	assert res.returncode == 0, res.stderr
+	assert [json.loads(x)["request_id"] for x in res.stdout.splitlines() if x.strip()] == [i]
+
+
 def test_subject_search_any_formatting(e):
 	"""`audit show --subject` finds exactly the disclosures about one
 	person however the address or number is written: email in any case,

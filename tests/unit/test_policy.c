@@ -642,18 +642,20 @@ static const struct resp_vec resp_vecs[] = {
 	  "{ \"contact\" : {\"email\":\"t1\",\"phone\":\"p\",\"name\":\"n\"},\n"
 	  "  \"list\":[\"a\",{\"x\":\"y\"},3],\"other\":\"o\",\"e\":{}}",
 	  "{\"contact\":{\"email\":\"tokenize:t1\",\"phone\":\"format_preserve:p\","
-	  "\"name\":\"n\"},\"list\":[\"tokenize:a\",{\"x\":\"y\"},3],"
-	  "\"other\":\"o\",\"e\":{}}", 2, 1 },
-	/* non-strings at listed paths pass unchanged, no call */
+	  "\"name\":\"n\"},\"list\":[\"tokenize:a\",{\"x\":\"y\"},\"tokenize:3\"],"
+	  "\"other\":\"o\",\"e\":{}}", 3, 1 },
+	/* non-strings at listed paths go to the transform too (the
+	 * detokeniser copies them as they are; the subject hasher hashes
+	 * numbers); elsewhere nothing is called */
 	{ "tokenize:contact.email",
 	  "{\"contact\":{\"email\":5},\"email\":\"x\"}",
-	  "{\"contact\":{\"email\":5},\"email\":\"x\"}", 0, 0 },
+	  "{\"contact\":{\"email\":\"tokenize:5\"},\"email\":\"x\"}", 1, 0 },
 	/* refused values (1) are left as they are */
 	{ "tokenize:e", "{\"e\":\"bad\"}", "{\"e\":\"bad\"}", 1, 0 },
 	{ "tokenize:a.**",
 	  "{\"a\":{\"b\":[\"x\",1,{\"c\":\"y\"}]},\"c\":\"z\"}",
-	  "{\"a\":{\"b\":[\"tokenize:x\",1,{\"c\":\"tokenize:y\"}]},\"c\":\"z\"}",
-	  2, 0 },
+	  "{\"a\":{\"b\":[\"tokenize:x\",\"tokenize:1\",{\"c\":\"tokenize:y\"}]},"
+	  "\"c\":\"z\"}", 3, 0 },
 	{ "format_preserve:*[].p",
 	  "{\"u\":[{\"p\":\"1\"},{\"q\":\"2\"}],\"v\":{\"p\":\"3\"}}",
 	  "{\"u\":[{\"p\":\"format_preserve:1\"},{\"q\":\"2\"}],\"v\":{\"p\":\"3\"}}",
