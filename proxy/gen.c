@@ -92,11 +92,73 @@ gen_hash_str(EVP_MD_CTX *md, const char *s)
 	EVP_DigestUpdate(md, s, strlen(s) + 1);
 }
 
+static void
+gen_hash_rules(EVP_MD_CTX *md, const char *tag, const struct policy_rules *r)
+{
+	enum policy_action	a;
+	size_t			i;
+
+	gen_hash_str(md, tag);
+	for (i = 0; r != NULL && i < policy_rules_count(r); i++) {
+		gen_hash_str(md, policy_rules_path(r, i, &a));
+		gen_hash_str(md, policy_action_name(a));
+	}
+}
+
+static void
+gen_hash_names(EVP_MD_CTX *md, const char *tag, const struct policy_names *n)
+{
+	enum policy_action	a;
+	size_t			i;
+
+	gen_hash_str(md, tag);
+	for (i = 0; n != NULL && i < policy_names_count(n); i++) {
+		gen_hash_str(md, policy_names_at(n, i, &a));
+		gen_hash_str(md, policy_action_name(a));
+	}
+}
+
+/* The rules as parsed, so a change in an @include'd file counts too. */
+static void
+gen_hash_policy(EVP_MD_CTX *md, const struct conf *c)
+{
+	size_t	i, j, k;
+
+	for (i = 0; i < c->nintegrations; i++) {
+		const struct conf_integration *ig = &c->integrations[i];
+		gen_hash_str(md, ig->name);
+		gen_hash_str(md, ig->prefix);
+		gen_hash_str(md, ig->token_domain ? ig->token_domain : "");
+		gen_hash_names(md, "headers.allow", ig->headers_allow);
+		for (j = 0; j < ig->nendpoints; j++) {
+			const struct conf_endpoint *ep = &ig->endpoints[j];
+			gen_hash_str(md, ep->method);
+			gen_hash_str(md, ep->path);
+			for (k = 0; k < ep->pattern.nparams; k++) {
+				gen_hash_str(md, ep->params[k].name);
+				gen_hash_str(md,
+				    policy_action_name(ep->params[k].action));
+			}
+			gen_hash_names(md, "query", ep->query);
+			gen_hash_str(md, ep->has_request ? "request" : "-");
+			gen_hash_rules(md, "request", ep->request);
+			gen_hash_rules(md, "subjects", ep->subjects);
+			gen_hash_rules(md, "response", ep->response);
+		}
+	}
+	for (i = 0; i < c->ntenants; i++) {
+		gen_hash_str(md, c->tenants[i].id);
+		for (j = 0; j < c->tenants[i].nclients; j++)
+			gen_hash_str(md, c->tenants[i].clients[j]);
+	}
+}
+
 /*
  * The policy hash recorded with every disclosure: everything that decides
- * what leaves and to whom -- the config text, each recipient account (its
- * key, the CA file's contents, the credentials it sets) and the key
- * versions of each (tenant, integration) pair.
+ * what leaves and to whom -- the config text and the rules as parsed
+ * (included files too), each recipient account (its key, the CA file's
+ * contents, the credentials it sets) and the key versions of each
+ * (tenant, integration) pair.
  */
 static void
 gen_hash(struct gen *g)
@@ -110,6 +172,7 @@ gen_hash(struct gen *g)
 
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 	gen_hash_file(md, g->conf->path);
+	gen_hash_policy(md, g->conf);
 	for (i = 0; i < g->naccounts; i++) {
 		const struct conf_account *a = g->accounts[i].account;
 		gen_hash_str(md, a->key);
