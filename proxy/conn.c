@@ -1114,6 +1114,18 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 		return;
 	}
 	r->resp_bytes = res->body.len;
+	/* The answer waits in this worker until the client has it: it counts
+	 * against max_buffered_bytes like a request body. */
+	if (c->w->buffered + res->body.len >
+	    r->gen->conf->limits.max_buffered_bytes) {
+		request_outcome(c, 503, res->delivery, res->attempts,
+		    res->have_spki ? res->spki : NULL);
+		conn_error(c, 503, "overloaded", "gateway buffer limit reached; "
+		    "retry later", 0);
+		return;
+	}
+	r->accounted += res->body.len;
+	c->w->buffered += res->body.len;
 	if (r->ep->response != NULL && res->body.len > 0 &&
 	    content_type_json(http_header_find(res->headers, res->nheaders,
 	    "Content-Type")))
