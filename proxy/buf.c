@@ -80,6 +80,35 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
+int
+buf_append_u64(struct buf *b, unsigned long long v)
+{
+	char	d[24];
+	size_t	i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return buf_append(b, d + i, sizeof(d) - i);
+}
+
+int
+buf_append_hex(struct buf *b, const unsigned char *p, size_t n)
+{
+	static const char	x[] = "0123456789abcdef";
+	size_t			i;
+
+	if (buf_reserve(b, 2 * n) == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		b->data[b->len++] = x[p[i] >> 4];
+		b->data[b->len++] = x[p[i] & 15];
+	}
+	b->data[b->len] = '\0';
+	return 0;
+}
+
 void
 buf_truncate(struct buf *b, size_t len)
 {

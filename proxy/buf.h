@@ -24,6 +24,10 @@ int	buf_append_str(struct buf *b, const char *s);
 int	buf_append_char(struct buf *b, char c);
 int	buf_printf(struct buf *b, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+/* Append v in decimal / p[0..n) as lower-case hex, without printf (both
+ * run on every request). 0 or -1. */
+int	buf_append_u64(struct buf *b, unsigned long long v);
+int	buf_append_hex(struct buf *b, const unsigned char *p, size_t n);
 /* Drop everything past len (len <= b->len). */
 void	buf_truncate(struct buf *b, size_t len);
 void	buf_reset(struct buf *b);

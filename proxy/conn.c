@@ -680,8 +680,7 @@ request_disclosure(struct conn *c, struct buf *j)
 				    &list, 0 };
 	struct policy_transform	 xf = { subjects_collect, &sj };
 	unsigned char		 mac[32];
-	char			 hex[65], err[64];
-	size_t			 i;
+	char			 err[64];
 
 	record_common(j, "disclosure", c, r);
 	disclose_report(j, "fields", &r->rep.fields);
@@ -691,9 +690,9 @@ request_disclosure(struct conn *c, struct buf *j)
 	disclose_num(j, "body_bytes", r->fwd_body);
 	conn_body_hmac(c, (const unsigned char *)r->fwd.data + r->fwd.len -
 	    r->fwd_body, r->fwd_body, mac);
-	for (i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-	disclose_str(j, "body_hmac", hex);
+	buf_append_str(j, ",\"body_hmac\":\"");
+	buf_append_hex(j, mac, 32);
+	buf_append_char(j, '"');
 	if (r->ep->subjects != NULL && r->body.len > 0)
 		policy_apply_response(r->ep->subjects, c->w->json, r->body.data,
 		    r->body.len, &xf, &sink, err, sizeof(err));
@@ -1131,8 +1130,11 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 	    "Content-Type")))
 		conn_detokenize(c, &res->body);
 	r->status = res->status;
-	buf_printf(&head, "HTTP/1.1 %d %s\r\n", res->status,
-	    http_reason(res->status));
+	buf_append_str(&head, "HTTP/1.1 ");
+	buf_append_u64(&head, (unsigned)res->status);
+	buf_append_char(&head, ' ');
+	buf_append_str(&head, http_reason(res->status));
+	buf_append_str(&head, "\r\n");
 	for (i = 0; i < res->nheaders; i++) {
 		h = &res->headers[i];
 		if (http_is_hop_by_hop(h->name, h->name_len) ||
@@ -1144,16 +1146,18 @@ conn_upstream_done(void *arg, struct upstream_result *res)
 		http_header_append(&head, h->name, h->name_len, h->value,
 		    h->value_len);
 	}
-	buf_printf(&head, "X-Request-Id: %s\r\n", r->id);
+	http_header_append(&head, "X-Request-Id", 12, r->id, strlen(r->id));
 	if (res->status != 204 && res->status != 304) {
 		if (strcmp(r->ep->method, "HEAD") == 0 &&
 		    (h = http_header_find(res->headers, res->nheaders,
 		    "Content-Length")) != NULL)
 			http_header_append(&head, "Content-Length", 14, h->value,
 			    h->value_len);
-		else
-			buf_printf(&head, "Content-Length: %zu\r\n",
-			    res->body.len);
+		else {
+			buf_append_str(&head, "Content-Length: ");
+			buf_append_u64(&head, res->body.len);
+			buf_append_str(&head, "\r\n");
+		}
 	}
 	if (!r->http.keep_alive)
 		c->close_after = 1;

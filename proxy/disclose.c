@@ -230,28 +230,14 @@ disclose_str(struct buf *out, const char *key, const char *v)
 		json_write_string(out, v, strlen(v));
 }
 
-/* ":<decimal>" without printf: records are built on every request. */
-static void
-disclose_u64(struct buf *out, uint64_t v)
-{
-	char	d[24];
-	size_t	i = sizeof(d);
-
-	do {
-		d[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	d[--i] = ':';
-	buf_append(out, d + i, sizeof(d) - i);
-}
-
 void
 disclose_num(struct buf *out, const char *key, uint64_t v)
 {
 	if (out->len > 1)
 		buf_append_char(out, ',');
 	json_write_string(out, key, strlen(key));
-	disclose_u64(out, v);
+	buf_append_char(out, ':');
+	buf_append_u64(out, v);
 }
 
 void
@@ -271,7 +257,9 @@ disclose_report(struct buf *out, const char *key,
 		if (!first)
 			buf_append_char(out, ',');
 		first = 0;
-		buf_printf(out, "\"%s\":[", policy_action_name(a));
+		buf_append_char(out, '"');
+		buf_append_str(out, policy_action_name(a));
+		buf_append_str(out, "\":[");
 		p = rep->paths[a].data;
 		end = p + rep->paths[a].len;
 		for (n = 0; p < end; n++) {

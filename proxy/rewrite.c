@@ -259,7 +259,9 @@ rewrite_request(const struct rewrite_in *in, struct buf *out,
 		buf_append_str(out, in->form ?
 		    "Content-Type: application/x-www-form-urlencoded\r\n" :
 		    "Content-Type: application/json\r\n");
-		buf_printf(out, "Content-Length: %zu\r\n", body.len);
+		buf_append_str(out, "Content-Length: ");
+		buf_append_u64(out, body.len);
+		buf_append_str(out, "\r\n");
 	}
 	buf_append_str(out, "\r\n");
 	if (buf_append(out, body.data, body.len) == -1) {
