@@ -576,6 +576,7 @@ request_outcome(struct conn *c, int status, enum upstream_delivery delivery,
 	struct buf	 j = { 0 };
 	struct timespec	 now;
 	unsigned char	 b64[64];
+	unsigned long long us;
 
 	if (!r->submitted || r->outcome_done)
 		return;
@@ -589,7 +590,13 @@ request_outcome(struct conn *c, int status, enum upstream_delivery delivery,
 	disclose_num(&j, "status", (uint64_t)status);
 	disclose_num(&j, "request_bytes", r->fwd_body);
 	disclose_num(&j, "response_bytes", r->resp_bytes);
-	buf_printf(&j, ",\"duration_ms\":%.3f", ts_diff(&r->t0, &now) * 1000);
+	us = (unsigned long long)(ts_diff(&r->t0, &now) * 1e6);
+	buf_append_str(&j, ",\"duration_ms\":");
+	buf_append_u64(&j, us / 1000);
+	buf_append_char(&j, '.');
+	buf_append_char(&j, (char)('0' + us / 100 % 10));
+	buf_append_char(&j, (char)('0' + us / 10 % 10));
+	buf_append_char(&j, (char)('0' + us % 10));
 	disclose_str(&j, "delivery", upstream_delivery_name(delivery));
 	disclose_num(&j, "attempts", (uint64_t)attempts);
 	if (spki != NULL) {
