@@ -211,7 +211,8 @@ metrics_render(struct metrics *const *tables, size_t n, struct buf *out)
 		}
 		pthread_mutex_unlock(&tables[t]->insert);
 	}
-	qsort(ser, nser, sizeof(*ser), metrics_series_cmp);
+	if (nser > 0)
+		qsort(ser, nser, sizeof(*ser), metrics_series_cmp);
 	for (i = 0; i < nser; i++) {
 		const struct metrics_slot *s = ser[i].first;
 		if (strcmp(last, s->name) != 0) {

@@ -137,7 +137,7 @@ tlsio_ssl_status(struct tlsio *t, int r, int reading)
 static int
 tlsio_handshake(struct tlsio *t)
 {
-	int	r, s;
+	int	r;
 
 	ERR_clear_error();
 	if ((r = SSL_do_handshake(t->ssl)) == 1) {
@@ -145,7 +145,8 @@ tlsio_handshake(struct tlsio *t)
 		tlsio_wev(t, 0);
 		return tlsio_emit(t, TLSIO_CONNECTED);
 	}
-	if ((s = tlsio_ssl_status(t, r, 1)) == 0) {
+	if (tlsio_ssl_status(t, r, 1) == 0) {
+		/* The write event, if asked for, drives the handshake. */
 		t->read_wants_write = 0;
 		return 0;
 	}
