@@ -40,12 +40,6 @@ struct disclose {
 
 static void	disclose_fail_all(struct disclose *);
 
-int
-disclose_alive(const struct disclose *d)
-{
-	return d != NULL && !d->dead;
-}
-
 static void
 disclose_read_cb(struct bufferevent *bev, void *arg)
 {

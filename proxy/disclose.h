@@ -30,8 +30,6 @@ struct disclose *disclose_new(struct event_base *base, int fd,
 /* Hand everything queued to the channel in one write. */
 void	disclose_flush(struct disclose *d);
 void	disclose_free(struct disclose *d);
-/* 0 once the channel hit EOF or an error: every disclosure then fails. */
-int	disclose_alive(const struct disclose *d);
 
 /*
  * Send a record (a JSON object) and call cb with its acknowledgement.

@@ -341,30 +341,56 @@ split(char *line, char **f, size_t max)
 	return line == NULL ? n : max + 1;
 }
 
+/* Reading a key file line by line: comments and blank lines skipped, the
+ * first line must be the file's header. */
+struct kf_lines {
+	char	*next;
+	size_t	 lineno;
+	int	 header;
+};
+
+/* 1 with the next record in *line (NUL-terminated in place), 0 at the
+ * end, -1 with err when the first line is not header. */
+static int
+kf_next(struct kf_lines *l, const char *header, const char *kind,
+    const char *path, char **line, char *err, size_t errlen)
+{
+	char	*p;
+
+	while ((p = l->next) != NULL && *p != '\0') {
+		l->lineno++;
+		if ((l->next = strchr(p, '\n')) != NULL)
+			*l->next++ = '\0';
+		if (*p == '#' || *p == '\0')
+			continue;
+		if (!l->header) {
+			if (strcmp(p, header) != 0) {
+				snprintf(err, errlen, "%s:%zu: not a subgate "
+				    "%s key file (version 1)", path, l->lineno,
+				    kind);
+				return -1;
+			}
+			l->header = 1;
+			continue;
+		}
+		*line = p;
+		return 1;
+	}
+	return 0;
+}
+
 static int
 parse_token_keys(const char *path, struct buf *text, struct kfiles *k,
     char *err, size_t errlen)
 {
-	char		*line, *next, *f[5];
-	size_t		 lineno = 0, nf, nactive = 0, i;
+	struct kf_lines	 l = { text->data, 0, 0 };
+	char		*line, *f[5];
+	size_t		 nf, nactive = 0, i;
 	struct master	*m;
-	int		 header = 0;
+	int		 rc;
 
-	for (line = text->data; line != NULL && *line != '\0'; line = next) {
-		lineno++;
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if (*line == '#' || *line == '\0')
-			continue;
-		if (!header) {
-			if (strcmp(line, "subgate-token-keys 1") != 0) {
-				snprintf(err, errlen, "%s:%zu: not a subgate "
-				    "token key file (version 1)", path, lineno);
-				return -1;
-			}
-			header = 1;
-			continue;
-		}
+	while ((rc = kf_next(&l, "subgate-token-keys 1", "token", path, &line,
+	    err, errlen)) == 1) {
 		nf = split(line, f, 4);
 		if (nf != 4 || strcmp(f[0], "master") != 0)
 			goto bad;
@@ -386,13 +412,15 @@ parse_token_keys(const char *path, struct buf *text, struct kfiles *k,
 		for (i = 0; i < k->nm; i++)
 			if (k->m[i].version == m->version) {
 				snprintf(err, errlen, "%s:%zu: master version %u "
-				    "listed twice", path, lineno, m->version);
+				    "listed twice", path, l.lineno, m->version);
 				return -1;
 			}
 		nactive += (size_t)m->active;
 		k->nm++;
 	}
-	if (!header || nactive != 1) {
+	if (rc == -1)
+		return -1;
+	if (!l.header || nactive != 1) {
 		snprintf(err, errlen, "%s: needs exactly one active master key "
 		    "(found %zu)", path, nactive);
 		return -1;
@@ -400,7 +428,7 @@ parse_token_keys(const char *path, struct buf *text, struct kfiles *k,
 	return 0;
 bad:
 	snprintf(err, errlen, "%s:%zu: expected \"master VERSION active|retired "
-	    "HEX64\"", path, lineno);
+	    "HEX64\"", path, l.lineno);
 	return -1;
 }
 
@@ -421,26 +449,14 @@ static int
 parse_data_keys(const char *path, struct buf *text, struct kfiles *k,
     char *err, size_t errlen)
 {
-	char		*line, *next, *f[9];
-	size_t		 lineno = 0, nf, i;
+	struct kf_lines	 l = { text->data, 0, 0 };
+	char		*line, *f[9];
+	size_t		 nf, i;
 	struct drec	*d, *o;
-	int		 header = 0;
+	int		 rc;
 
-	for (line = text->data; line != NULL && *line != '\0'; line = next) {
-		lineno++;
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if (*line == '#' || *line == '\0')
-			continue;
-		if (!header) {
-			if (strcmp(line, "subgate-data-keys 1") != 0) {
-				snprintf(err, errlen, "%s:%zu: not a subgate "
-				    "data key file (version 1)", path, lineno);
-				return -1;
-			}
-			header = 1;
-			continue;
-		}
+	while ((rc = kf_next(&l, "subgate-data-keys 1", "data", path, &line,
+	    err, errlen)) == 1) {
 		nf = split(line, f, 8);
 		if ((d = reallocarray(k->d, k->nd + 1, sizeof(*d))) == NULL) {
 			snprintf(err, errlen, "%s: out of memory", path);
@@ -477,12 +493,15 @@ parse_data_keys(const char *path, struct buf *text, struct kfiles *k,
 		    o != d; i = (size_t)(o - k->d) + 1)
 			if (o->shredded || d->shredded || o->version == d->version ||
 			    (o->active && d->active)) {
-				snprintf(err, errlen, "%s:%zu: conflicts with an "
-				    "earlier record of the same pair", path, lineno);
+				snprintf(err, errlen, "%s:%zu: conflicts with "
+				    "an earlier record of the same pair", path,
+				    l.lineno);
 				return -1;
 			}
 	}
-	if (!header && text->len > 0) {
+	if (rc == -1)
+		return -1;
+	if (!l.header && text->len > 0) {
 		snprintf(err, errlen, "%s: not a subgate data key file", path);
 		return -1;
 	}
@@ -490,7 +509,7 @@ parse_data_keys(const char *path, struct buf *text, struct kfiles *k,
 bad:
 	snprintf(err, errlen, "%s:%zu: expected \"key TENANT INTEGRATION VERSION "
 	    "active|decrypt KEYID MASTER WRAPPED\" or \"shredded TENANT "
-	    "INTEGRATION\"", path, lineno);
+	    "INTEGRATION\"", path, l.lineno);
 	return -1;
 }
 

@@ -463,12 +463,6 @@ tlsio_ssl(const struct tlsio *t)
 }
 
 int
-tlsio_fd(const struct tlsio *t)
-{
-	return t->fd;
-}
-
-int
 tlsio_tcp_connected(const struct tlsio *t)
 {
 	return t->tcp_up;

@@ -57,7 +57,6 @@ void	tlsio_set_read_limit(struct tlsio *t, size_t high);
 void	tlsio_read_more(struct tlsio *t);
 
 SSL	*tlsio_ssl(const struct tlsio *t);
-int	tlsio_fd(const struct tlsio *t);
 /* Did the TCP connection come up (for a client: connect succeeded)? */
 int	tlsio_tcp_connected(const struct tlsio *t);
 /* The first OpenSSL error code and the socket errno behind a TLSIO_ERROR. */

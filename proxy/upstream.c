@@ -165,12 +165,6 @@ upstream_pools_free(struct upstream_pools *p)
 	free(p);
 }
 
-size_t
-upstream_pools_idle(const struct upstream_pools *p)
-{
-	return p->nidle;
-}
-
 /* An idle pooled connection: any byte or close from the processor ends it. */
 static void
 uconn_idle_read_cb(struct tlsio *t, void *arg)

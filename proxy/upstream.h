@@ -65,8 +65,6 @@ struct upstream_pools *upstream_pools_new(struct event_base *base,
 /* Close every pooled connection (shutdown, reload clean-up). */
 void	upstream_pools_flush(struct upstream_pools *p);
 void	upstream_pools_free(struct upstream_pools *p);
-/* Idle connections currently pooled. */
-size_t	upstream_pools_idle(const struct upstream_pools *p);
 
 /*
  * Send req (taken: the caller's buf is emptied) to ga's processor over a
