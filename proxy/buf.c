@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "buf.h"
 
 int
@@ -25,12 +23,14 @@ buf_reserve(struct buf *b, size_t n)
 	while (cap < want)
 		cap = cap > ((size_t)-1) / 2 ? want : cap * 2;
 	/* Not realloc: the old block is wiped before it goes back to the
-	 * allocator (buffers hold request bodies and records). */
+	 * allocator (buffers hold request bodies and records).
+	 * explicit_bzero: a memset the compiler may not drop, at memset
+	 * speed (OPENSSL_cleanse stores a byte at a time). */
 	if ((p = malloc(cap)) == NULL)
 		return -1;
 	if (b->data != NULL) {
 		memcpy(p, b->data, b->len + 1);
-		OPENSSL_cleanse(b->data, b->len);
+		explicit_bzero(b->data, b->len);
 		free(b->data);
 	}
 	b->data = p;
@@ -39,7 +39,7 @@ buf_reserve(struct buf *b, size_t n)
 }
 
 int
-buf_append(struct buf *b, const void *p, size_t n)
+buf_append_slow(struct buf *b, const void *p, size_t n)
 {
 	if (buf_reserve(b, n) == -1)
 		return -1;
@@ -54,12 +54,6 @@ int
 buf_append_str(struct buf *b, const char *s)
 {
 	return buf_append(b, s, strlen(s));
-}
-
-int
-buf_append_char(struct buf *b, char c)
-{
-	return buf_append(b, &c, 1);
 }
 
 int
@@ -115,7 +109,7 @@ buf_truncate(struct buf *b, size_t len)
 	if (b->data == NULL || len > b->len)
 		return;
 	/* Bytes past len are wiped now, so buf_free need only wipe len. */
-	OPENSSL_cleanse(b->data + len, b->len - len);
+	explicit_bzero(b->data + len, b->len - len);
 	b->len = len;
 	b->data[len] = '\0';
 }
@@ -134,7 +128,7 @@ buf_free(struct buf *b)
 	if (b->data != NULL) {
 		/* Every byte ever written is below len (buf_truncate wipes
 		 * what it cuts): wiping len bytes wipes the contents. */
-		OPENSSL_cleanse(b->data, b->len);
+		explicit_bzero(b->data, b->len);
 		free(b->data);
 	}
 	b->data = NULL;

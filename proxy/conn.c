@@ -455,60 +455,124 @@ request_method_name(const struct request *r)
 	return "other";
 }
 
-/* The per-request log line and metrics. Never a value, path or query. */
+/* Append "." and the three digits of v % 1000. */
+static void
+append_frac3(struct buf *b, unsigned long long v)
+{
+	char	d[4];
+
+	d[0] = '.';
+	d[1] = (char)('0' + v / 100 % 10);
+	d[2] = (char)('0' + v / 10 % 10);
+	d[3] = (char)('0' + v % 10);
+	buf_append(b, d, 4);
+}
+
+/* Append us microseconds as milliseconds with three decimals. */
+static void
+append_ms(struct buf *b, unsigned long long us)
+{
+	buf_append_u64(b, us / 1000);
+	append_frac3(b, us % 1000);
+}
+
+/*
+ * Prometheus label text for a request into w->labels: integration, tenant
+ * (when the admin section asks for it) and status code; or the integration
+ * alone. Names from the config, never request data.
+ */
+static const char *
+request_labels(struct worker *w, const char *ig, const char *tenant,
+    int status)
+{
+	struct buf	*b = &w->labels;
+
+	if (b->data != NULL)
+		buf_truncate(b, 0);
+	buf_append_str(b, "integration=\"");
+	buf_append_str(b, ig);
+	buf_append_char(b, '"');
+	if (tenant != NULL) {
+		buf_append_str(b, ",tenant=\"");
+		buf_append_str(b, tenant);
+		buf_append_char(b, '"');
+	}
+	if (status > 0) {
+		buf_append_str(b, ",code=\"");
+		buf_append_u64(b, (unsigned long long)status);
+		buf_append_char(b, '"');
+	}
+	return b->data != NULL ? b->data : "";
+}
+
+/*
+ * The per-request log line and metrics. Never a value, path or query. The
+ * line joins the worker's log buffer, written at the end of the event-loop
+ * iteration (one write for every request that finished in it).
+ */
 static void
 request_account(struct conn *c)
 {
 	struct request	*r = c->req;
-	struct timespec	 now;
-	char		 labels[256], line[1024];
+	struct worker	*w = c->w;
+	struct buf	*lb = &w->logbuf;
+	struct timespec	 now, wall;
 	struct tm	 tm;
-	struct timespec	 wall;
 	double		 dur;
-	unsigned long long dus, uus;
+	unsigned long long dus;
 	const char	*ig = r->ig ? r->ig->name : "-";
-	int		 tenant_labels, n;
+	const char	*tenant = r->tenant ? r->tenant->id : "-";
+	int		 tenant_labels;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	dur = ts_diff(&r->t0, &now);
 	tenant_labels = r->gen && r->gen->conf->admin_tenant_labels;
-	if (tenant_labels)
-		snprintf(labels, sizeof(labels),
-		    "integration=\"%s\",tenant=\"%s\",code=\"%d\"", ig,
-		    r->tenant ? r->tenant->id : "-", r->status);
-	else
-		snprintf(labels, sizeof(labels), "integration=\"%s\",code=\"%d\"",
-		    ig, r->status);
-	metrics_add(c->w->metrics, "subgate_requests_total", labels, 1);
-	metrics_observe(c->w->metrics, "subgate_request_duration_seconds", "",
+	metrics_add(w->metrics, "subgate_requests_total", request_labels(w, ig,
+	    tenant_labels ? tenant : NULL, r->status), 1);
+	metrics_observe(w->metrics, "subgate_request_duration_seconds", "",
 	    dur);
-	if (r->rep.fields.count[POLICY_DROP] + r->rep.fields.dropped_nonscalar > 0) {
-		snprintf(labels, sizeof(labels), "integration=\"%s\"", ig);
-		metrics_add(c->w->metrics, "subgate_fields_dropped_total",
-		    labels, r->rep.fields.count[POLICY_DROP] +
+	if (r->rep.fields.count[POLICY_DROP] + r->rep.fields.dropped_nonscalar > 0)
+		metrics_add(w->metrics, "subgate_fields_dropped_total",
+		    request_labels(w, ig, NULL, 0),
+		    r->rep.fields.count[POLICY_DROP] +
 		    r->rep.fields.dropped_nonscalar);
-	}
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
 	clock_gettime(CLOCK_REALTIME, &wall);
-	if (wall.tv_sec != c->w->log_sec) {
+	if (wall.tv_sec != w->log_sec) {
 		gmtime_r(&wall.tv_sec, &tm);
-		strftime(c->w->log_ts, sizeof(c->w->log_ts),
-		    "%Y-%m-%dT%H:%M:%S", &tm);
-		c->w->log_sec = wall.tv_sec;
+		strftime(w->log_ts, sizeof(w->log_ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		w->log_sec = wall.tv_sec;
 	}
 	dus = (unsigned long long)(dur * 1e6);
-	uus = (unsigned long long)(r->upstream_s * 1e6);
-	n = snprintf(line, sizeof(line), "time=%s.%03ldZ level=info msg=request "
-	    "request_id=%s tenant=%s integration=%s method=%s endpoint=\"%s\" "
-	    "status=%d bytes_in=%zu bytes_out=%zu duration_ms=%llu.%03llu "
-	    "upstream_ms=%llu.%03llu\n", c->w->log_ts, wall.tv_nsec / 1000000,
-	    r->id, r->tenant ? r->tenant->id : "-", ig, request_method_name(r),
-	    r->ep ? r->ep->path : "-", r->status, r->bytes_in, r->bytes_out,
-	    dus / 1000, dus % 1000, uus / 1000, uus % 1000);
-	/* Written now, before the response: a line is there by the time
-	 * the client has its answer. */
-	if (n > 0)
-		log_line(line, (size_t)n < sizeof(line) ? (size_t)n :
-		    sizeof(line) - 1);
+	buf_append_str(lb, "time=");
+	buf_append_str(lb, w->log_ts);
+	append_frac3(lb, (unsigned long long)wall.tv_nsec / 1000000);
+	buf_append_str(lb, "Z level=info msg=request request_id=");
+	buf_append_str(lb, r->id);
+	buf_append_str(lb, " tenant=");
+	buf_append_str(lb, tenant);
+	buf_append_str(lb, " integration=");
+	buf_append_str(lb, ig);
+	buf_append_str(lb, " method=");
+	buf_append_str(lb, request_method_name(r));
+	buf_append_str(lb, " endpoint=\"");
+	buf_append_str(lb, r->ep ? r->ep->path : "-");
+	buf_append_str(lb, "\" status=");
+	buf_append_u64(lb, (unsigned long long)r->status);
+	buf_append_str(lb, " bytes_in=");
+	buf_append_u64(lb, r->bytes_in);
+	buf_append_str(lb, " bytes_out=");
+	buf_append_u64(lb, r->bytes_out);
+	buf_append_str(lb, " duration_ms=");
+	append_ms(lb, dus);
+	buf_append_str(lb, " upstream_ms=");
+	append_ms(lb, (unsigned long long)(r->upstream_s * 1e6));
+	buf_append_char(lb, '\n');
+	if (lb->len >= LOG_FLUSH_BYTES)
+		worker_flush_log(w);
+	else
+		worker_defer_flush(w);
 }
 
 /* Queue a complete response and move on (keep-alive or close). */
@@ -532,6 +596,7 @@ record_common(struct buf *j, const char *type, const struct conn *c,
     const struct request *r)
 {
 	buf_reset(j);
+	(void)buf_reserve(j, 1024);	/* a record's usual size: no regrowth */
 	buf_append_char(j, '{');
 	disclose_str(j, "type", type);
 	disclose_str(j, "request_id", r->id);

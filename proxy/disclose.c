@@ -211,13 +211,29 @@ disclose_note(struct disclose *d, const char *json, size_t len)
 		    "subgate_audit_records_lost_total", "", 1);
 }
 
+/* ,"key": -- keys are names in this source, plain ASCII with nothing to
+ * escape, so they are copied, not run through the JSON string writer. */
+static void
+disclose_key(struct buf *out, const char *key)
+{
+	size_t	n = strlen(key);
+
+	if (buf_reserve(out, n + 4) == -1)
+		return;
+	if (out->len > 1)
+		out->data[out->len++] = ',';
+	out->data[out->len++] = '"';
+	memcpy(out->data + out->len, key, n);
+	out->len += n;
+	out->data[out->len++] = '"';
+	out->data[out->len++] = ':';
+	out->data[out->len] = '\0';
+}
+
 void
 disclose_str(struct buf *out, const char *key, const char *v)
 {
-	if (out->len > 1)
-		buf_append_char(out, ',');
-	json_write_string(out, key, strlen(key));
-	buf_append_char(out, ':');
+	disclose_key(out, key);
 	if (v == NULL)
 		buf_append_str(out, "null");
 	else
@@ -227,10 +243,7 @@ disclose_str(struct buf *out, const char *key, const char *v)
 void
 disclose_num(struct buf *out, const char *key, uint64_t v)
 {
-	if (out->len > 1)
-		buf_append_char(out, ',');
-	json_write_string(out, key, strlen(key));
-	buf_append_char(out, ':');
+	disclose_key(out, key);
 	buf_append_u64(out, v);
 }
 
@@ -241,10 +254,8 @@ disclose_report(struct buf *out, const char *key,
 	const char	*p, *end;
 	int		 a, first = 1, n;
 
-	if (out->len > 1)
-		buf_append_char(out, ',');
-	json_write_string(out, key, strlen(key));
-	buf_append_str(out, ":{");
+	disclose_key(out, key);
+	buf_append_char(out, '{');
 	for (a = 0; a < POLICY_NACTIONS; a++) {
 		if (rep->npaths[a] == 0)
 			continue;

@@ -43,7 +43,9 @@ void	disclose_cancel(struct disclose_wait *w);
 /* Send a record nobody waits for (outcomes, denials). */
 void	disclose_note(struct disclose *d, const char *json, size_t len);
 
-/* Record building: JSON members appended to an open object in out. */
+/* Record building: JSON members appended to an open object in out. Keys are
+ * literals from this source (copied as they are, never escaped); values
+ * are escaped. */
 void	disclose_str(struct buf *out, const char *key, const char *v);
 void	disclose_num(struct buf *out, const char *key, uint64_t v);
 /* "key":{"allow":[paths...],"drop":[...]} from a policy report. */

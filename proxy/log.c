@@ -66,6 +66,12 @@ LOG_FN(log_info, LOG_LVL_INFO, 0)
 LOG_FN(log_debug, LOG_LVL_DEBUG, 0)
 LOG_FN(log_errx, LOG_LVL_ERROR, 0)
 
+int
+log_enabled(enum log_level lvl)
+{
+	return lvl <= log_max;
+}
+
 void
 log_line(const char *line, size_t len)
 {

@@ -15,7 +15,9 @@ void	log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Print one pre-formatted logfmt record (the per-request line) at info. */
+/* Whether messages of level lvl are printed. */
+int	log_enabled(enum log_level lvl);
+/* Print pre-formatted logfmt records (request lines) at info, one write. */
 void	log_line(const char *line, size_t len);
 /*
  * Rate limiting for noisy events (refused handshakes): returns 1 when the

@@ -33,10 +33,21 @@ worker_flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	w->flush_armed = 0;
 	disclose_flush(w->audit);
+	worker_flush_log(w);
 }
 
-static void
-worker_kick(void *arg)
+void
+worker_flush_log(struct worker *w)
+{
+	if (w->logbuf.len > 0) {
+		log_line(w->logbuf.data, w->logbuf.len);
+		w->logbuf.len = 0;	/* no values in it: nothing to wipe */
+		w->logbuf.data[0] = '\0';
+	}
+}
+
+void
+worker_defer_flush(void *arg)
 {
 	struct worker	*w = arg;
 
@@ -125,7 +136,7 @@ worker_new(int id, int listen_fd, int audit_fd, char *err, size_t errlen)
 		goto nomem;
 	if ((w->json = json_reader_new(w->json_depth)) == NULL ||
 	    (w->audit = disclose_new(w->base, audit_fd, w->metrics,
-	    worker_kick, w)) == NULL)
+	    worker_defer_flush, w)) == NULL)
 		goto nomem;
 	w->listener = evconnlistener_new(w->base, worker_accept_cb, w,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, listen_fd);
@@ -231,6 +242,8 @@ worker_free(struct worker *w)
 		event_free(w->flush_ev);
 	}
 	disclose_free(w->audit);
+	buf_free(&w->logbuf);
+	buf_free(&w->labels);
 	EVP_MAC_CTX_free(w->body_mac);
 	json_reader_free(w->json);
 	if (w->dns != NULL)

@@ -47,7 +47,10 @@ struct worker {
 	uint64_t		 id_counter;
 	int			 id_ready;
 	struct gen		*gen;		/* cached generation (gen_cached) */
-	struct event		*flush_ev;	/* end of a loop iteration: send gathered audit records */
+	struct event		*flush_ev;	/* end of a loop iteration: send gathered audit
+						 * records, write gathered log lines */
+	struct buf		 logbuf;	/* request log lines of this iteration */
+	struct buf		 labels;	/* scratch: metric label text */
 	int			 flush_armed;
 	uint64_t		 gen_epoch;
 };
@@ -55,6 +58,17 @@ struct worker {
 /* The generation in force, borrowed from the worker's cache (worker thread
  * only). NULL before the first install. */
 struct gen *worker_gen(struct worker *w);
+
+/*
+ * Arm the end-of-iteration flush: audit records queued with disclose_*
+ * and request log lines appended to w->logbuf leave in one send and one
+ * write per loop iteration, before the worker waits for events again.
+ */
+void	worker_defer_flush(void *w);
+/* Write the gathered request log lines now (also when LOG_FLUSH_BYTES
+ * gathered in one iteration). */
+void	worker_flush_log(struct worker *w);
+#define LOG_FLUSH_BYTES	32768
 
 /* Connections open across all workers (for max_connections and metrics). */
 extern int worker_conns_total;
