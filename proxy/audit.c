@@ -52,13 +52,20 @@ struct audit_writer {
 
 	/* the open segment, as queued */
 	uint64_t	 seg_id, seg_created_ms;
-	unsigned char	 dkey[32];
+	struct auditfmt_segkey *segkey;	/* its data key, NULL when none */
 	unsigned char	 head[32];
 	uint64_t	 next_seq, seg_frames, seg_records, seg_len;
 	/* ... and as made durable */
 	unsigned char	 d_head[32];
 	uint64_t	 d_next_seq, d_frames, d_records, d_len;
 	struct buf	 pending;
+
+	/* per-record scratch, reused: the JSON in front of the members */
+	struct buf	 rec;
+	struct buf	 instance_json;	/* ","instance":"..." */
+	uint64_t	 time_sec;	/* second time_prefix shows */
+	char		 time_prefix[32];	/* "YYYY-MM-DDTHH:MM:SS" */
+	size_t		 time_prefix_len;
 
 	int		 failed, lowdisk;
 	uint64_t	 last_ck_ms, unsigned_records;
@@ -376,6 +383,17 @@ read_pub_file(const char *path)
 
 /* ---- writing frames ---- */
 
+/* The frame at pending[off..] was queued: extend the chain over it. */
+static void
+w_framed(struct audit_writer *w, size_t off)
+{
+	auditfmt_chain_extend(w->head,
+	    (const unsigned char *)w->pending.data + off,
+	    w->pending.len - off);
+	w->seg_frames++;
+	w->seg_len += w->pending.len - off;
+}
+
 static int
 w_frame(struct audit_writer *w, const struct buf *body)
 {
@@ -383,12 +401,16 @@ w_frame(struct audit_writer *w, const struct buf *body)
 
 	if (auditfmt_frame_encode(&w->pending, body->data, body->len) == -1)
 		return -1;
-	auditfmt_chain_extend(w->head,
-	    (const unsigned char *)w->pending.data + off,
-	    w->pending.len - off);
-	w->seg_frames++;
-	w->seg_len += w->pending.len - off;
+	w_framed(w, off);
 	return 0;
+}
+
+/* Forget the open segment's data key (the context wipes it). */
+static void
+w_forget_key(struct audit_writer *w)
+{
+	auditfmt_segkey_free(w->segkey);
+	w->segkey = NULL;
 }
 
 /* Drop everything queued since the last durable point. */
@@ -440,52 +462,93 @@ w_sync(struct audit_writer *w)
 	return 0;
 }
 
-/* Queue a record built as {"seq":..,"time":..,"instance":.., members}. */
+static int
+is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Append ms as auditfmt_time_format writes it. The part up to the seconds
+ * is formatted once a second; the milliseconds are three digits.
+ */
+static int
+w_time(struct audit_writer *w, struct buf *b, uint64_t ms)
+{
+	char		 t[32], f[5];
+	uint64_t	 sec = ms / 1000;
+	unsigned	 m = (unsigned)(ms % 1000);
+	size_t		 n;
+
+	if (sec != w->time_sec) {
+		auditfmt_time_format(sec * 1000, t);
+		n = strlen(t);
+		if (n < 5 || memcmp(t + n - 5, ".000Z", 5) != 0) {
+			/* Not the usual shape: no shortcut. */
+			auditfmt_time_format(ms, t);
+			return buf_append_str(b, t);
+		}
+		w->time_prefix_len = n - 5;
+		memcpy(w->time_prefix, t, w->time_prefix_len);
+		w->time_sec = sec;
+	}
+	f[0] = '.';
+	f[1] = (char)('0' + m / 100);
+	f[2] = (char)('0' + m / 10 % 10);
+	f[3] = (char)('0' + m % 10);
+	f[4] = 'Z';
+	if (buf_append(b, w->time_prefix, w->time_prefix_len) == -1)
+		return -1;
+	return buf_append(b, f, sizeof(f));
+}
+
+/*
+ * Queue a record built as {"seq":..,"time":..,"instance":.., members}.
+ * The writer's own members are built in w->rec; the submitted members are
+ * sealed from where they lie (the ciphertext goes straight into the
+ * queue): no formatting, allocation or copy per record.
+ */
 static int
 w_record(struct audit_writer *w, const char *json, size_t len, uint64_t *seq)
 {
-	struct buf	 rec = { 0 }, body = { 0 };
-	char		 t[32];
-	size_t		 a = 0, b = len, i;
-	uint64_t	 now = now_ms(w);
-	int		 rc = -1, empty;
+	struct buf	*r = &w->rec;
+	size_t		 a = 0, b = len, i, off;
+	uint64_t	 now;
+	int		 empty;
 
-	while (a < len && (json[a] == ' ' || json[a] == '\t' ||
-	    json[a] == '\n' || json[a] == '\r'))
+	while (a < len && is_blank(json[a]))
 		a++;
-	while (b > a && (json[b - 1] == ' ' || json[b - 1] == '\t' ||
-	    json[b - 1] == '\n' || json[b - 1] == '\r'))
+	while (b > a && is_blank(json[b - 1]))
 		b--;
 	if (b - a < 2 || json[a] != '{' || json[b - 1] != '}' ||
-	    len > AUDIT_MAX_RECORD || memchr(json, '\0', len) != NULL)
+	    len > AUDIT_MAX_RECORD || memchr(json, '\0', len) != NULL ||
+	    w->segkey == NULL)
 		return -1;
-	empty = 1;
-	for (i = a + 1; i < b - 1; i++)
-		if (json[i] != ' ' && json[i] != '\t' && json[i] != '\n' &&
-		    json[i] != '\r')
-			empty = 0;
-	auditfmt_time_format(now, t);
-	if (buf_printf(&rec, "{\"seq\":%" PRIu64 ",\"time\":\"%s\","
-	    "\"instance\":", w->next_seq, t) == -1 ||
-	    json_str(&rec, w->instance) == -1)
-		goto out;
-	if (empty ? buf_append_char(&rec, '}') :
-	    (buf_append_char(&rec, ',') | buf_append(&rec, json + a + 1,
-	    b - a - 1)))
-		goto out;
-	if (auditfmt_record_seal(&body, w->dkey, w->seg_id, w->seg_frames,
-	    w->next_seq, now, rec.data, rec.len) == -1 || w_frame(w, &body))
-		goto out;
+	for (i = a + 1; i < b - 1 && is_blank(json[i]); i++)
+		;
+	empty = i == b - 1;
+	now = now_ms(w);
+	buf_reset(r);
+	if (buf_append(r, "{\"seq\":", 7) == -1 ||
+	    buf_append_u64(r, w->next_seq) == -1 ||
+	    buf_append(r, ",\"time\":\"", 9) == -1 ||
+	    w_time(w, r, now) == -1 ||
+	    buf_append(r, w->instance_json.data, w->instance_json.len) == -1 ||
+	    buf_append_char(r, empty ? '}' : ',') == -1)
+		return -1;
+	off = w->pending.len;
+	/* json[a + 1..b) is the members and the closing brace. */
+	if (auditfmt_segkey_seal_frame(w->segkey, &w->pending, w->seg_id,
+	    w->seg_frames, w->next_seq, now, r->data, r->len, json + a + 1,
+	    empty ? 0 : b - a - 1) == -1)
+		return -1;
+	w_framed(w, off);
 	if (seq != NULL)
 		*seq = w->next_seq;
 	w->next_seq++;
 	w->seg_records++;
 	w->unsigned_records++;
-	rc = 0;
- out:
-	buf_free(&rec);
-	buf_free(&body);
-	return rc;
+	return 0;
 }
 
 static void
@@ -570,7 +633,9 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
     const unsigned char prev_head[32], uint64_t first_seq)
 {
 	struct auditfmt_header	 h;
+	struct auditfmt_segkey	*k = NULL;
 	struct buf		 body = { 0 };
+	unsigned char		 dkey[32];
 	char			 name[64], e[128];
 	int			 fd = -1;
 
@@ -581,7 +646,7 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 		log_warn("audit: creating segment %s", name);
 		return -1;
 	}
-	if (RAND_priv_bytes(w->dkey, sizeof(w->dkey)) != 1)
+	if (RAND_priv_bytes(dkey, sizeof(dkey)) != 1)
 		goto fail;
 	h.segment_id = id;
 	h.first_seq = first_seq;
@@ -590,11 +655,19 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	memcpy(h.prev_head, prev_head, 32);
 	memcpy(h.signer_pub, w->signer_pub, 32);
 	memcpy(h.instance, w->instance, sizeof(h.instance));
-	if (auditfmt_header_seal_key(&h, w->dkey, w->readers, w->nreaders, e,
+	if (auditfmt_header_seal_key(&h, dkey, w->readers, w->nreaders, e,
 	    sizeof(e)) == -1) {
 		log_warnx("audit: %s", e);
 		goto fail;
 	}
+	if ((k = auditfmt_segkey_new(dkey)) == NULL) {
+		log_warnx("audit: cannot set up the segment cipher");
+		goto fail;
+	}
+	/* From here on the key lives only in the cipher context. */
+	OPENSSL_cleanse(dkey, sizeof(dkey));
+	w_forget_key(w);
+	w->segkey = k;
 	if (w->segfd != -1)
 		close(w->segfd);
 	w->segfd = fd;
@@ -613,7 +686,8 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	buf_free(&body);
 	return 0;
  fail:
-	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	OPENSSL_cleanse(dkey, sizeof(dkey));
+	w_forget_key(w);
 	close(fd);
 	unlinkat(w->dirfd, name, 0);
 	return -1;
@@ -639,7 +713,7 @@ w_segment_close(struct audit_writer *w)
 {
 	if (w_checkpoint(w, AUDITFMT_CK_CLOSE, 0, 0, NULL) == -1)
 		return -1;
-	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	w_forget_key(w);
 	close(w->segfd);
 	w->segfd = -1;
 	return 0;
@@ -689,7 +763,7 @@ w_runtime_recover(struct audit_writer *w)
 	char		 name[64];
 
 	memcpy(head, w->d_head, 32);
-	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	w_forget_key(w);
 	if (w->segfd != -1)
 		close(w->segfd);
 	w->segfd = -1;
@@ -1046,6 +1120,10 @@ audit_writer_open(const struct conf *c, char *err, size_t errlen)
 		    c->audit_instance);
 	else if (gethostname(w->instance, sizeof(w->instance) - 1) == -1)
 		snprintf(w->instance, sizeof(w->instance), "unknown");
+	if (buf_append_str(&w->instance_json, "\",\"instance\":") == -1 ||
+	    json_str(&w->instance_json, w->instance) == -1)
+		goto nomem;
+	w->time_sec = UINT64_MAX;
 	w->seg_max_bytes = c->audit_segment_bytes ? c->audit_segment_bytes :
 	    67108864;
 	w->seg_max_ms = (uint64_t)(c->audit_segment_seconds > 0 ?
@@ -1256,7 +1334,9 @@ audit_writer_close(struct audit_writer *w, int clean)
 			w_segment_close(w);
 	}
 	buf_free(&w->pending);
-	OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
+	buf_free(&w->rec);
+	buf_free(&w->instance_json);
+	w_forget_key(w);
 	EVP_PKEY_free(w->signer);
 	for (i = 0; i < w->nreaders; i++)
 		EVP_PKEY_free(w->readers[i]);
@@ -1934,6 +2014,7 @@ audit_log_read(const char *dir, EVP_PKEY *reader, uint64_t since_ms,
 	struct auditfmt_scan		 sc, nsc;
 	struct auditfmt_checkpoint	 rck;
 	struct buf			 pt = { 0 };
+	struct auditfmt_segkey		*k;
 	const unsigned char		*data, *body;
 	unsigned char			 dkey[32];
 	size_t				 i, off, limit, blen, flen, nsegs;
@@ -1977,6 +2058,14 @@ audit_log_read(const char *dir, EVP_PKEY *reader, uint64_t since_ms,
 			rc = 1;
 			continue;
 		}
+		k = auditfmt_segkey_new(dkey);
+		OPENSSL_cleanse(dkey, sizeof(dkey));
+		if (k == NULL) {
+			seterr(err, errlen, "segment %" PRIu64 ": cannot set up "
+			    "the cipher", lm.segs[i].id);
+			rc = 1;
+			continue;
+		}
 		nread++;
 		for (off = 0, fi = 0; off < limit; off += flen, fi++) {
 			r = auditfmt_frame_decode(data + off, limit - off, &body,
@@ -1996,7 +2085,7 @@ audit_log_read(const char *dir, EVP_PKEY *reader, uint64_t since_ms,
 			if ((since_ms && t < since_ms) ||
 			    (until_ms && t > until_ms))
 				continue;
-			if (auditfmt_record_open(&pt, dkey, lm.segs[i].id, fi,
+			if (auditfmt_segkey_open(k, &pt, lm.segs[i].id, fi,
 			    body, blen) == -1) {
 				seterr(err, errlen, "segment %" PRIu64 " offset "
 				    "%zu: record %" PRIu64 " does not "
@@ -2009,7 +2098,7 @@ audit_log_read(const char *dir, EVP_PKEY *reader, uint64_t since_ms,
 				break;
 			}
 		}
-		OPENSSL_cleanse(dkey, sizeof(dkey));
+		auditfmt_segkey_free(k);
 	}
 	buf_free(&pt);
 	nsegs = lm.n;

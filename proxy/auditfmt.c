@@ -268,21 +268,53 @@ auditfmt_frame_decode(const unsigned char *in, size_t len,
 	return 1;
 }
 
+/*
+ * AES-256-GCM and SHA-256 are fetched once for the process: the implicit
+ * EVP_aes_256_gcm()/EVP_sha256() look the implementation up again on every
+ * init (name map, lock, parameter scans), and the audit writer seals and
+ * chains every record.
+ */
+static EVP_CIPHER	*alg_gcm;
+static EVP_MD		*alg_sha256;
+static pthread_once_t	 alg_once = PTHREAD_ONCE_INIT;
+
+static void
+alg_init(void)
+{
+	alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	alg_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_CIPHER *
+gcm_cipher(void)
+{
+	pthread_once(&alg_once, alg_init);
+	return alg_gcm;
+}
+
+/*
+ * Each thread keeps one digest context for the chain, re-initialised per
+ * frame (no allocation). It only ever hashes chain heads and frames as
+ * written to disk (ciphertext or public checkpoints), so nothing in it
+ * needs wiping.
+ */
+static __thread EVP_MD_CTX	*chain_ctx;
+
 void
 auditfmt_chain_extend(unsigned char head[32], const unsigned char *frame,
     size_t len)
 {
-	EVP_MD_CTX	*ctx;
 	unsigned int	 n = 32;
 
+	pthread_once(&alg_once, alg_init);
 	/* Only allocation can fail here; a zero head then fails verification. */
-	if ((ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, head, 32) != 1 ||
-	    EVP_DigestUpdate(ctx, frame, len) != 1 ||
-	    EVP_DigestFinal_ex(ctx, head, &n) != 1)
+	if (alg_sha256 == NULL || (chain_ctx == NULL &&
+	    (chain_ctx = EVP_MD_CTX_new()) == NULL) ||
+	    EVP_DigestInit_ex2(chain_ctx, alg_sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(chain_ctx, head, 32) != 1 ||
+	    EVP_DigestUpdate(chain_ctx, frame, len) != 1 ||
+	    EVP_DigestFinal_ex(chain_ctx, head, &n) != 1)
 		memset(head, 0, 32);
-	EVP_MD_CTX_free(ctx);
 }
 
 /* ---- segment header ---- */
@@ -424,6 +456,62 @@ derive_kek(EVP_PKEY *priv, EVP_PKEY *peer, uint64_t segment_id,
 	return rc;
 }
 
+/*
+ * AES-256-GCM on ctx. key NULL: ctx is already keyed (only the IV is set,
+ * which skips the key schedule and the GHASH table). The plaintext (enc)
+ * is the concatenation of the nin pieces in[] (lengths inlen[]); the
+ * ciphertext (dec) is in[0] with the tag at its end. enc: out = ct | tag;
+ * dec: out = pt.
+ */
+static int
+gcm_run(EVP_CIPHER_CTX *ctx, int enc, const unsigned char *key,
+    const unsigned char iv[12], const unsigned char *aad, size_t aadlen,
+    const unsigned char *const *in, const size_t *inlen, size_t nin,
+    unsigned char *out)
+{
+	const EVP_CIPHER	*cipher = NULL;
+	size_t			 dlen = 0, off = 0, len, i;
+	int			 n;
+
+	for (i = 0; i < nin; i++) {
+		if (inlen[i] > INT32_MAX || dlen > INT32_MAX - inlen[i])
+			return -1;
+		dlen += inlen[i];
+	}
+	if (!enc) {
+		if (nin != 1 || dlen < AUDITFMT_TAG)
+			return -1;
+		dlen -= AUDITFMT_TAG;
+	}
+	if (key != NULL && (cipher = gcm_cipher()) == NULL)
+		return -1;
+	if (EVP_CipherInit_ex(ctx, cipher, NULL, key, iv, enc) != 1)
+		return -1;
+	if (aadlen > 0 && EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aadlen) != 1)
+		return -1;
+	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, AUDITFMT_TAG,
+	    (void *)(uintptr_t)(in[0] + dlen)) != 1)
+		return -1;
+	for (i = 0; i < nin; i++) {
+		len = enc ? inlen[i] : dlen;
+		if (len == 0)
+			continue;
+		if (EVP_CipherUpdate(ctx, out + off, &n, in[i], (int)len) != 1)
+			goto fail;
+		off += (size_t)n;
+	}
+	/* GCM is a stream mode: every update writes what it was given. */
+	if (off != dlen || EVP_CipherFinal_ex(ctx, out + dlen, &n) != 1)
+		goto fail;
+	if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, AUDITFMT_TAG,
+	    out + dlen) != 1)
+		goto fail;
+	return 0;
+ fail:
+	OPENSSL_cleanse(out, dlen);
+	return -1;
+}
+
 /* AES-256-GCM, one shot. enc: out = ct | tag; dec: in = ct | tag. */
 static int
 gcm(int enc, const unsigned char key[32], const unsigned char iv[12],
@@ -431,33 +519,12 @@ gcm(int enc, const unsigned char key[32], const unsigned char iv[12],
     size_t inlen, unsigned char *out)
 {
 	EVP_CIPHER_CTX	*ctx;
-	int		 n, rc = -1;
-	size_t		 dlen;
+	int		 rc;
 
-	if (!enc && inlen < AUDITFMT_TAG)
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
 		return -1;
-	dlen = enc ? inlen : inlen - AUDITFMT_TAG;
-	if (dlen > INT32_MAX || (ctx = EVP_CIPHER_CTX_new()) == NULL)
-		return -1;
-	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv, enc) != 1)
-		goto fail;
-	if (aadlen > 0 && EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aadlen) != 1)
-		goto fail;
-	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, AUDITFMT_TAG,
-	    (void *)(uintptr_t)(in + dlen)) != 1)
-		goto fail;
-	if (dlen > 0 && EVP_CipherUpdate(ctx, out, &n, in, (int)dlen) != 1)
-		goto fail;
-	if (EVP_CipherFinal_ex(ctx, out + dlen, &n) != 1)
-		goto fail;
-	if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, AUDITFMT_TAG,
-	    out + dlen) != 1)
-		goto fail;
-	rc = 0;
- fail:
+	rc = gcm_run(ctx, enc, key, iv, aad, aadlen, &in, &inlen, 1, out);
 	EVP_CIPHER_CTX_free(ctx);
-	if (rc == -1 && !enc)
-		OPENSSL_cleanse(out, dlen);
 	return rc;
 }
 
@@ -608,29 +675,129 @@ auditfmt_record_peek(const unsigned char *body, size_t len, uint64_t *seq,
 	return 0;
 }
 
-int
-auditfmt_record_open(struct buf *out, const unsigned char dkey[32],
+/* Open a record body with ctx (keyed already when key is NULL). */
+static int
+record_open(EVP_CIPHER_CTX *ctx, const unsigned char *key, struct buf *out,
     uint64_t segment_id, uint64_t frame_index, const unsigned char *body,
     size_t len)
 {
-	unsigned char	 aad[8 + REC_PLAIN], iv[12];
-	size_t		 ptlen;
+	unsigned char		 aad[8 + REC_PLAIN], iv[12];
+	const unsigned char	*ct = body + REC_PLAIN;
+	size_t			 ptlen, ctlen;
 
 	buf_truncate(out, 0);
 	if (len < REC_PLAIN + AUDITFMT_TAG || body[0] != AUDITFMT_RECORD)
 		return -1;
-	ptlen = len - REC_PLAIN - AUDITFMT_TAG;
+	ctlen = len - REC_PLAIN;
+	ptlen = ctlen - AUDITFMT_TAG;
 	if (buf_reserve(out, ptlen) == -1)
 		return -1;
 	put_u64(aad, segment_id);
 	memcpy(aad + 8, body, REC_PLAIN);
 	rec_nonce(iv, frame_index);
-	if (gcm(0, dkey, iv, aad, sizeof(aad), body + REC_PLAIN,
-	    len - REC_PLAIN, (unsigned char *)out->data) == -1)
+	if (gcm_run(ctx, 0, key, iv, aad, sizeof(aad), &ct, &ctlen, 1,
+	    (unsigned char *)out->data) == -1)
 		return -1;
 	out->len = ptlen;
 	out->data[ptlen] = '\0';
 	return 0;
+}
+
+int
+auditfmt_record_open(struct buf *out, const unsigned char dkey[32],
+    uint64_t segment_id, uint64_t frame_index, const unsigned char *body,
+    size_t len)
+{
+	EVP_CIPHER_CTX	*ctx;
+	int		 rc;
+
+	buf_truncate(out, 0);
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
+		return -1;
+	rc = record_open(ctx, dkey, out, segment_id, frame_index, body, len);
+	EVP_CIPHER_CTX_free(ctx);
+	return rc;
+}
+
+/* A segment data key, expanded once into an AES-256-GCM context. */
+struct auditfmt_segkey {
+	EVP_CIPHER_CTX	*ctx;
+};
+
+struct auditfmt_segkey *
+auditfmt_segkey_new(const unsigned char dkey[32])
+{
+	struct auditfmt_segkey	*k;
+	const EVP_CIPHER	*cipher;
+
+	if ((cipher = gcm_cipher()) == NULL ||
+	    (k = calloc(1, sizeof(*k))) == NULL)
+		return NULL;
+	if ((k->ctx = EVP_CIPHER_CTX_new()) == NULL ||
+	    EVP_CipherInit_ex(k->ctx, cipher, NULL, dkey, NULL, 1) != 1) {
+		auditfmt_segkey_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void
+auditfmt_segkey_free(struct auditfmt_segkey *k)
+{
+	if (k == NULL)
+		return;
+	/* The provider wipes its key schedule when the context is freed. */
+	EVP_CIPHER_CTX_free(k->ctx);
+	free(k);
+}
+
+int
+auditfmt_segkey_seal_frame(struct auditfmt_segkey *k, struct buf *out,
+    uint64_t segment_id, uint64_t frame_index, uint64_t seq, uint64_t time_ms,
+    const char *head, size_t headlen, const char *rest, size_t restlen)
+{
+	unsigned char		 aad[8 + REC_PLAIN], iv[12], *f;
+	const unsigned char	*in[2];
+	size_t			 inlen[2], blen;
+
+	if (headlen > AUDITFMT_MAX_BODY - REC_PLAIN - AUDITFMT_TAG ||
+	    restlen > AUDITFMT_MAX_BODY - REC_PLAIN - AUDITFMT_TAG - headlen)
+		return -1;
+	blen = REC_PLAIN + headlen + restlen + AUDITFMT_TAG;
+	if (buf_reserve(out, AUDITFMT_FRAME_HDR + blen) == -1)
+		return -1;
+	f = (unsigned char *)out->data + out->len;
+	put_u64(aad, segment_id);
+	aad[8] = AUDITFMT_RECORD;
+	put_u64(aad + 9, seq);
+	put_u64(aad + 17, time_ms);
+	memcpy(f + AUDITFMT_FRAME_HDR, aad + 8, REC_PLAIN);
+	rec_nonce(iv, frame_index);
+	in[0] = (const unsigned char *)head;
+	inlen[0] = headlen;
+	in[1] = (const unsigned char *)rest;
+	inlen[1] = restlen;
+	if (gcm_run(k->ctx, 1, NULL, iv, aad, sizeof(aad), in, inlen, 2,
+	    f + AUDITFMT_FRAME_HDR + REC_PLAIN) == -1) {
+		/* Bytes past out->len are not wiped by buf_truncate. */
+		OPENSSL_cleanse(f, AUDITFMT_FRAME_HDR + REC_PLAIN);
+		return -1;
+	}
+	put_u32(f, (uint32_t)blen);
+	put_u32(f + 4, auditfmt_crc32c(0, f, 4));
+	put_u32(f + 8, auditfmt_crc32c(0, f + AUDITFMT_FRAME_HDR, blen));
+	out->len += AUDITFMT_FRAME_HDR + blen;
+	out->data[out->len] = '\0';
+	return 0;
+}
+
+int
+auditfmt_segkey_open(struct auditfmt_segkey *k, struct buf *out,
+    uint64_t segment_id, uint64_t frame_index, const unsigned char *body,
+    size_t len)
+{
+	return record_open(k->ctx, NULL, out, segment_id, frame_index, body,
+	    len);
 }
 
 /* ---- checkpoints ---- */

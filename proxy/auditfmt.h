@@ -184,6 +184,33 @@ int	auditfmt_record_open(struct buf *out, const unsigned char dkey[32],
 	    uint64_t segment_id, uint64_t frame_index, const unsigned char *body,
 	    size_t len);
 
+/*
+ * A segment data key expanded once into a reusable AES-256-GCM context:
+ * sealing or opening a record with it costs the cipher work only (no
+ * algorithm lookup, allocation or key schedule per record). One thread at
+ * a time. auditfmt_segkey_new copies nothing of dkey but the expanded key
+ * (the caller wipes its copy); NULL on failure. auditfmt_segkey_free wipes
+ * and frees; accepts NULL.
+ */
+struct auditfmt_segkey;
+struct auditfmt_segkey *auditfmt_segkey_new(const unsigned char dkey[32]);
+void	auditfmt_segkey_free(struct auditfmt_segkey *k);
+/*
+ * Append a whole record frame (frame header and the body
+ * auditfmt_record_seal makes) sealing the plaintext head[0..headlen) |
+ * rest[0..restlen) (the two pieces are one JSON text, passed apart so
+ * neither needs copying). 0, or -1 (too long, ENOMEM, cipher failure)
+ * with out unchanged.
+ */
+int	auditfmt_segkey_seal_frame(struct auditfmt_segkey *k, struct buf *out,
+	    uint64_t segment_id, uint64_t frame_index, uint64_t seq,
+	    uint64_t time_ms, const char *head, size_t headlen,
+	    const char *rest, size_t restlen);
+/* auditfmt_record_open under k. */
+int	auditfmt_segkey_open(struct auditfmt_segkey *k, struct buf *out,
+	    uint64_t segment_id, uint64_t frame_index,
+	    const unsigned char *body, size_t len);
+
 /* Sign c with signer (Ed25519, borrowed), filling c->sig, and append the
  * checkpoint body to out. 0 or -1. */
 int	auditfmt_checkpoint_sign(struct buf *out, struct auditfmt_checkpoint *c,

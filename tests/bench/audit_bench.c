@@ -1,4 +1,4 @@
-/* audit_bench.c -- durable records per second through the audit process at 1, 64, 256 in flight */
+/* audit_bench.c -- durable records per second and audit-process CPU per record at 1, 64, 256 in flight */
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -26,6 +26,11 @@
  * DIR (default: a new /tmp directory, removed afterwards) receives
  * signer.pem, reader.pub, reader.key and the log in DIR/audit, kept when
  * DIR is given so `subgatectl audit verify|show` can be run on it.
+ *
+ * "cpu us/rec" is the audit process's CPU time (user + system, from
+ * /proc/PID/schedstat) during a level divided by the records it answered:
+ * what each record costs the core it shares with the proxy. "user us/rec"
+ * is the user-space part (/proc/PID/stat, clock-tick resolution).
  */
 
 #define CHANNELS	4
@@ -44,6 +49,36 @@ now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time of pid in ns: total (schedstat) and user (stat, in ticks). */
+static void
+proc_cpu(pid_t pid, double *total_ns, double *user_ns)
+{
+	char			 path[64], line[1024], *p;
+	unsigned long long	 run = 0, ut = 0, st = 0;
+	FILE			*f;
+
+	*total_ns = *user_ns = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		/* Fields after the parenthesised name: 14 utime, 15 stime. */
+		if (fgets(line, sizeof(line), f) != NULL &&
+		    (p = strrchr(line, ')')) != NULL &&
+		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+		    "%*u %llu %llu", &ut, &st) == 2) {
+			*user_ns = (double)ut * 1e9 / (double)sysconf(_SC_CLK_TCK);
+			*total_ns = (double)(ut + st) * 1e9 /
+			    (double)sysconf(_SC_CLK_TCK);
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fscanf(f, "%llu", &run) == 1)
+			*total_ns = (double)run;
+		fclose(f);
+	}
 }
 
 static void *
@@ -154,6 +189,7 @@ main(int argc, char **argv)
 	char			 root[256], dir[300], sp[300], rp[300], kp[300];
 	char			 err[512], cmd[400], *readers[1];
 	double			 secs = argc > 2 ? atof(argv[2]) : 3.0, t0, el;
+	double			 cpu0, cpu1, user0, user1;
 	uint64_t		 total, unav;
 	size_t			 li;
 	int			 i, nthr, keep = argc > 1;
@@ -196,11 +232,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "audit_bench: %s\n", err);
 		return 1;
 	}
-	printf("%-10s %12s %12s %14s %12s\n", "in-flight", "records/s",
-	    "unavailable", "mean lat ms", "max lat ms");
+	printf("%-10s %12s %12s %14s %12s %12s %12s\n", "in-flight",
+	    "records/s", "unavailable", "mean lat ms", "max lat ms",
+	    "cpu us/rec", "user us/rec");
 	for (li = 0; li < sizeof(levels) / sizeof(levels[0]); li++) {
 		nthr = levels[li] < CHANNELS ? levels[li] : CHANNELS;
 		memset(w, 0, sizeof(w));
+		proc_cpu(audit_proc_pid(p), &cpu0, &user0);
 		t0 = now_s();
 		for (i = 0; i < nthr; i++) {
 			w[i].fd = audit_proc_fd(p, i);
@@ -215,6 +253,7 @@ main(int argc, char **argv)
 			unav += w[i].unavailable;
 		}
 		el = now_s() - t0;
+		proc_cpu(audit_proc_pid(p), &cpu1, &user1);
 		{
 			double	 sum = 0, mx = 0;
 
@@ -223,9 +262,14 @@ main(int argc, char **argv)
 				if (w[i].lat_max_ms > mx)
 					mx = w[i].lat_max_ms;
 			}
-			printf("%-10d %12.0f %12llu %14.2f %12.2f\n", levels[li],
-			    (double)total / el, (unsigned long long)unav,
-			    total + unav ? sum / (double)(total + unav) : 0, mx);
+			printf("%-10d %12.0f %12llu %14.2f %12.2f %12.2f %12.2f\n",
+			    levels[li], (double)total / el,
+			    (unsigned long long)unav,
+			    total + unav ? sum / (double)(total + unav) : 0, mx,
+			    total + unav ? (cpu1 - cpu0) / 1e3 /
+			    (double)(total + unav) : 0,
+			    total + unav ? (user1 - user0) / 1e3 /
+			    (double)(total + unav) : 0);
 		}
 	}
 	audit_proc_stop(p);

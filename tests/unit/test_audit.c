@@ -1,4 +1,4 @@
-/* test_audit.c -- the audit process: channels, group commit, acks, rotation, low disk, recovery */
+/* test_audit.c -- the audit process: channels, group commit, acks, rotation, low disk, recovery, record bytes */
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -525,6 +525,132 @@ test_write_error_recovers_in_new_segment(void **state)
 	fx_free(f);
 }
 
+/* What the record JSON must be, written the straightforward way. */
+static void
+expect_record(struct buf *out, uint64_t seq, uint64_t ms, const char *inst,
+    const char *json, size_t len)
+{
+	char	 t[32];
+	size_t	 a = 0, b = len, i;
+	int	 empty = 1;
+
+	while (a < len && strchr(" \t\n\r", json[a]) != NULL)
+		a++;
+	while (b > a && strchr(" \t\n\r", json[b - 1]) != NULL)
+		b--;
+	for (i = a + 1; i < b - 1; i++)
+		if (strchr(" \t\n\r", json[i]) == NULL)
+			empty = 0;
+	auditfmt_time_format(ms, t);
+	buf_reset(out);
+	assert_int_equal(buf_printf(out, "{\"seq\":%llu,\"time\":\"%s\","
+	    "\"instance\":\"", (unsigned long long)seq, t), 0);
+	for (; *inst != '\0'; inst++) {
+		if (*inst == '"' || *inst == '\\')
+			assert_int_equal(buf_printf(out, "\\%c", *inst), 0);
+		else if ((unsigned char)*inst < 0x20)
+			assert_int_equal(buf_printf(out, "\\u%04x",
+			    (unsigned char)*inst), 0);
+		else
+			assert_int_equal(buf_append_char(out, *inst), 0);
+	}
+	assert_int_equal(buf_append_char(out, '"'), 0);
+	if (empty)
+		assert_int_equal(buf_append_char(out, '}'), 0);
+	else
+		assert_int_equal(buf_printf(out, ",%.*s", (int)(b - a - 1),
+		    json + a + 1), 0);
+}
+
+struct exact {
+	struct buf	 want[64];
+	uint64_t	 seq[64], ms[64];
+	int		 n, matched, wrong;
+};
+
+static int
+exact_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
+{
+	struct exact	*x = arg;
+	int		 i;
+
+	for (i = 0; i < x->n; i++) {
+		if (x->seq[i] != seq)
+			continue;
+		if (t == x->ms[i] && len == x->want[i].len &&
+		    memcmp(json, x->want[i].data, len) == 0)
+			x->matched++;
+		else {
+			print_message("seq %llu: got %.*s\nwant %s\n",
+			    (unsigned long long)seq, (int)len, json,
+			    x->want[i].data);
+			x->wrong++;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Every record's plaintext is exactly {"seq":N,"time":"<auditfmt_time_format
+ * of its time>","instance":<JSON string>, members}: across second, year
+ * and digit-count boundaries, with the clock going back, with an instance
+ * that needs escaping, and with blank space around and inside the object.
+ */
+static void
+test_record_bytes(void **state)
+{
+	static const uint64_t	 times[] = { 1714566896789ull, 1714566896000ull,
+	    1714566896999ull, 1714566897001ull, 1714566896500ull,
+	    253402300799999ull, 253402300800000ull, 1000ull, 1001ull,
+	    1714566897001ull, 4102444800010ull };
+	static const char	*bodies[] = { "{}", "  {  \n }\t",
+	    "{\"a\":1}", " {\n\"a\" : [1, 2]}  ", "{ \"x\":\"y\" }",
+	    "{\"type\":\"disclosure\",\"tag\":\"q\"}" };
+	static const char	*bad[] = { "[]", "{", "  ", "{a", "x{}" };
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	struct exact		 x;
+	const char		*inst = "gw \"a\"\\b\x01" "c/\x1f" "d";
+	char			 err[256];
+	size_t			 ti, bi, i;
+	uint64_t		 seq;
+
+	(void)state;
+	memset(&x, 0, sizeof(x));
+	f->c.audit_instance = (char *)(uintptr_t)inst;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("open: %s", err);
+	for (ti = 0; ti < sizeof(times) / sizeof(times[0]); ti++) {
+		audit_writer_set_time(w, times[ti]);
+		bi = ti % (sizeof(bodies) / sizeof(bodies[0]));
+		for (i = 0; i < 2; i++, bi = (bi + 1) % (sizeof(bodies) /
+		    sizeof(bodies[0]))) {
+			assert_int_equal(audit_writer_append(w, bodies[bi],
+			    strlen(bodies[bi]), &seq), 0);
+			assert_true(x.n < 64);
+			expect_record(&x.want[x.n], seq, times[ti], inst,
+			    bodies[bi], strlen(bodies[bi]));
+			x.seq[x.n] = seq;
+			x.ms[x.n++] = times[ti];
+		}
+		assert_int_equal(audit_writer_commit(w), 0);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(audit_writer_append(w, bad[i], strlen(bad[i]),
+		    &seq), -1);
+	assert_int_equal(audit_writer_append(w, "{\"a\":\"\0\"}", 9, &seq), -1);
+	audit_writer_close(w, 1);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	assert_int_equal(audit_log_read(f->dir, f->reader, 0, 0, exact_cb, &x,
+	    err, sizeof(err)), 0);
+	assert_int_equal(x.wrong, 0);
+	assert_int_equal(x.matched, x.n);
+	for (i = 0; i < (size_t)x.n; i++)
+		buf_free(&x.want[i]);
+	fx_free(f);
+}
+
 int
 main(void)
 {
@@ -535,6 +661,7 @@ main(void)
 		cmocka_unit_test(test_low_disk_unavailable),
 		cmocka_unit_test(test_rotation_by_size_and_time),
 		cmocka_unit_test(test_write_error_recovers_in_new_segment),
+		cmocka_unit_test(test_record_bytes),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

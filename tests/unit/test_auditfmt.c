@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "audit.h"
 #include "auditfmt.h"
@@ -338,6 +340,38 @@ test_chain_order_sensitive(void **state)
 	assert_memory_equal(a, c, 32);
 }
 
+static void *
+chain_thread(void *arg)
+{
+	unsigned char	*h = arg;
+
+	auditfmt_chain_extend(h, (const unsigned char *)"one", 3);
+	auditfmt_chain_extend(h, (const unsigned char *)"two", 3);
+	return NULL;
+}
+
+/* head = SHA-256(head | frame), whichever thread extends it. */
+static void
+test_chain_known_answer(void **state)
+{
+	unsigned char	 h[32] = { 0 }, t[32] = { 0 }, in[35], want[32];
+	pthread_t	 th;
+
+	(void)state;
+	memset(in, 0, 32);
+	memcpy(in + 32, "one", 3);
+	SHA256(in, sizeof(in), want);
+	memcpy(in, want, 32);
+	memcpy(in + 32, "two", 3);
+	SHA256(in, sizeof(in), want);
+	auditfmt_chain_extend(h, (const unsigned char *)"one", 3);
+	auditfmt_chain_extend(h, (const unsigned char *)"two", 3);
+	assert_memory_equal(h, want, 32);
+	assert_int_equal(pthread_create(&th, NULL, chain_thread, t), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_memory_equal(t, want, 32);
+}
+
 static void
 test_checkpoint_sign_verify_line(void **state)
 {
@@ -477,6 +511,106 @@ seal_open_readers(size_t nreaders)
 		EVP_PKEY_free(r[i]);
 	for (i = 0; i < nreaders; i++)
 		EVP_PKEY_free(pubs[i]);
+}
+
+/*
+ * A keyed segment context seals exactly what the one-shot path and an
+ * independent AES-256-GCM implementation (Python cryptography) produce,
+ * record after record, and opens under the same context after a failure.
+ */
+static void
+test_segkey_seal_frame(void **state)
+{
+	static const char	 kat[] = "02000000000000000700000000000004d266"
+	    "0dd9209000f055f73cbad7911f233de63f609d0d2911fe104ce0f339629fa7"
+	    "b3d23729fcac66b093b9bbf4485f5a5bf9616a71c52f96f488525ac5a71db4"
+	    "dbda8ff68dbe0d2ae4efcc42bfbc5ca876bc58179b2cf12a3aa0c2a82c347f"
+	    "54";
+	const char		*head = "{\"seq\":7,\"time\":\"1970-01-01T00:00:"
+	    "01.234Z\",\"instance\":\"gw\",";
+	const char		*rest = "\"type\":\"disclosure\"}";
+	struct auditfmt_segkey	*k;
+	struct buf		 fr = { 0 }, want = { 0 }, one = { 0 };
+	struct buf		 pt = { 0 }, json = { 0 };
+	const unsigned char	*body;
+	unsigned char		 dkey[32], kb[112], bad[112];
+	size_t			 blen, flen, i, before;
+	uint64_t		 fi;
+
+	(void)state;
+	memset(dkey, 0x5a, 32);
+	for (i = 0; i < sizeof(kb); i++)
+		kb[i] = (unsigned char)strtoul((char[3]){ kat[2 * i],
+		    kat[2 * i + 1], 0 }, NULL, 16);
+	assert_non_null(k = auditfmt_segkey_new(dkey));
+	assert_int_equal(auditfmt_segkey_seal_frame(k, &fr, 9, 3, 7, 1234,
+	    head, strlen(head), rest, strlen(rest)), 0);
+	assert_int_equal(auditfmt_frame_encode(&want, kb, sizeof(kb)), 0);
+	assert_int_equal(fr.len, want.len);
+	assert_memory_equal(fr.data, want.data, want.len);
+	assert_int_equal(auditfmt_frame_decode((unsigned char *)fr.data,
+	    fr.len, &body, &blen, &flen), 1);
+	assert_int_equal(flen, fr.len);
+
+	/* Many records under one context, appended after one another, are
+	 * each what the one-shot path seals and open both ways. */
+	buf_reset(&fr);
+	for (fi = 1; fi <= 20; fi++) {
+		buf_reset(&json);
+		assert_int_equal(buf_printf(&json, "%s\"n\":%llu,\"pad\":\"%.*s\"}",
+		    head, (unsigned long long)fi, (int)(fi * 7), "xxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxx"), 0);
+		before = fr.len;
+		/* Split anywhere: the plaintext is the concatenation. */
+		assert_int_equal(auditfmt_segkey_seal_frame(k, &fr, 9, fi,
+		    100 + fi, 5000 + fi, json.data, fi % json.len,
+		    json.data + fi % json.len, json.len - fi % json.len), 0);
+		buf_reset(&one);
+		assert_int_equal(auditfmt_record_seal(&one, dkey, 9, fi,
+		    100 + fi, 5000 + fi, json.data, json.len), 0);
+		assert_int_equal(auditfmt_frame_decode((unsigned char *)fr.data +
+		    before, fr.len - before, &body, &blen, &flen), 1);
+		assert_int_equal(blen, one.len);
+		assert_memory_equal(body, one.data, one.len);
+		assert_int_equal(auditfmt_segkey_open(k, &pt, 9, fi, body, blen),
+		    0);
+		assert_int_equal(pt.len, json.len);
+		assert_memory_equal(pt.data, json.data, json.len);
+		assert_int_equal(auditfmt_record_open(&pt, dkey, 9, fi, body,
+		    blen), 0);
+		assert_memory_equal(pt.data, json.data, json.len);
+		/* Damaged, or at another frame index: refused, and the
+		 * context still works afterwards. */
+		memcpy(bad, kb, sizeof(bad));
+		bad[40 + fi] ^= 0x10;
+		assert_int_equal(auditfmt_segkey_open(k, &pt, 9, 3, bad,
+		    sizeof(bad)), -1);
+		assert_int_equal(pt.len, 0);
+		assert_int_equal(auditfmt_segkey_open(k, &pt, 9, fi + 1, body,
+		    blen), -1);
+		assert_int_equal(auditfmt_segkey_open(k, &pt, 9, 3, kb,
+		    sizeof(kb)), 0);
+		assert_int_equal(pt.len, strlen(head) + strlen(rest));
+	}
+	/* An empty second piece, and a record too long for a frame. */
+	before = fr.len;
+	assert_int_equal(auditfmt_segkey_seal_frame(k, &fr, 9, 21, 1, 1, "{}",
+	    2, NULL, 0), 0);
+	assert_int_equal(fr.len - before, AUDITFMT_FRAME_HDR + 17 + 2 +
+	    AUDITFMT_TAG);
+	before = fr.len;
+	assert_int_equal(auditfmt_segkey_seal_frame(k, &fr, 9, 22, 1, 1, "{",
+	    1, head, AUDITFMT_MAX_BODY), -1);
+	assert_int_equal(fr.len, before);
+	auditfmt_segkey_free(k);
+	auditfmt_segkey_free(NULL);
+	buf_free(&fr);
+	buf_free(&want);
+	buf_free(&one);
+	buf_free(&pt);
+	buf_free(&json);
 }
 
 static void
@@ -1066,9 +1200,11 @@ main(void)
 		cmocka_unit_test(test_crc32c_known_answer),
 		cmocka_unit_test(test_frame_roundtrip_and_damage),
 		cmocka_unit_test(test_chain_order_sensitive),
+		cmocka_unit_test(test_chain_known_answer),
 		cmocka_unit_test(test_checkpoint_sign_verify_line),
 		cmocka_unit_test(test_seal_open_one_reader),
 		cmocka_unit_test(test_seal_open_two_readers),
+		cmocka_unit_test(test_segkey_seal_frame),
 		cmocka_unit_test(test_time_format_parse),
 		cmocka_unit_test(test_subject_normalise_and_hash),
 		cmocka_unit_test(test_segment_names),
