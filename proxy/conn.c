@@ -77,6 +77,7 @@ struct request {
 	int				 outcome_done;
 	int				 form;		/* body is form-urlencoded */
 	size_t				 resp_bytes;	/* processor's response body */
+	struct buf			 common;	/* record members shared by its records */
 	struct token_ctx		 tok;		/* keys and counters of this pair */
 	struct rewrite_report		 rep;		/* what the policy decided */
 	int				 status;
@@ -147,6 +148,7 @@ request_free(struct conn *c)
 	disclose_cancel(r->wait);
 	request_outcome(c, 0, DELIVERY_NOT_SENT, 0, NULL);
 	buf_free(&r->fwd);
+	buf_free(&r->common);
 	c->w->buffered -= r->accounted;
 	buf_free(&r->head);
 	buf_free(&r->body);
@@ -591,14 +593,27 @@ conn_respond(struct conn *c, struct buf *head, const char *body, size_t blen)
 		c->state = C_CLOSING;	/* the event callback frees it */
 }
 
+/*
+ * Open a record of the given type with the members every record of a
+ * request shares. The disclosure (routing complete) keeps them in
+ * r->common; the outcome after it copies them instead of writing them
+ * again.
+ */
 static void
 record_common(struct buf *j, const char *type, const struct conn *c,
-    const struct request *r)
+    struct request *r)
 {
+	size_t	start;
+
 	buf_reset(j);
 	(void)buf_reserve(j, 1024);	/* a record's usual size: no regrowth */
 	buf_append_char(j, '{');
 	disclose_str(j, "type", type);
+	if (r->common.len > 0) {
+		buf_append(j, r->common.data, r->common.len);
+		return;
+	}
+	start = j->len;
 	disclose_str(j, "request_id", r->id);
 	disclose_str(j, "tenant", r->tenant ? r->tenant->id : NULL);
 	disclose_str(j, "client", c->have_identity ? c->identity : NULL);
@@ -607,6 +622,8 @@ record_common(struct buf *j, const char *type, const struct conn *c,
 	    r->use->account.server_name : NULL);
 	disclose_str(j, "method", request_method_name(r));
 	disclose_str(j, "endpoint", r->ep ? r->ep->path : NULL);
+	if (r->ep != NULL && r->use != NULL)
+		buf_append(&r->common, j->data + start, j->len - start);
 }
 
 /*
@@ -715,6 +732,10 @@ conn_body_hmac(struct conn *c, const unsigned char *p, size_t len,
 	OSSL_PARAM	 params[2];
 	size_t		 outl = 0;
 
+	if (len == 0 && w->empty_mac_gen == g->id) {
+		memcpy(mac, w->empty_mac, 32);	/* every GET: computed once */
+		return;
+	}
 	if (w->body_mac == NULL) {
 		EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
 		w->body_mac = m ? EVP_MAC_CTX_new(m) : NULL;
@@ -737,6 +758,10 @@ conn_body_hmac(struct conn *c, const unsigned char *p, size_t len,
 		return;
 	}
 	w->body_mac_gen = g->id;
+	if (len == 0) {
+		memcpy(w->empty_mac, mac, 32);
+		w->empty_mac_gen = g->id;
+	}
 }
 
 /*

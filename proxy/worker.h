@@ -41,6 +41,8 @@ struct worker {
 	int			 draining;
 	EVP_MAC_CTX		*body_mac;	/* body_hmac, keyed for body_mac_gen */
 	uint64_t		 body_mac_gen;
+	unsigned char		 empty_mac[32];	/* body_hmac of no body, for empty_mac_gen */
+	uint64_t		 empty_mac_gen;
 	time_t			 log_sec;	/* request log: second of log_ts */
 	char			 log_ts[32];
 	char			 id_prefix[16];	/* request ids: random prefix + counter */
