@@ -71,6 +71,7 @@ struct audit_writer {
 	uint64_t	 last_ck_ms, unsigned_records;
 	uint64_t	 last_space_ms, last_retention_ms, last_recovery_ms;
 	uint64_t	 fake_now;
+	uint64_t	 batch_ms;	/* time of the records being read, or 0 */
 };
 
 /* ---- small helpers ---- */
@@ -527,7 +528,7 @@ w_record(struct audit_writer *w, const char *json, size_t len, uint64_t *seq)
 	for (i = a + 1; i < b - 1 && is_blank(json[i]); i++)
 		;
 	empty = i == b - 1;
-	now = now_ms(w);
+	now = w->batch_ms ? w->batch_ms : now_ms(w);
 	buf_reset(r);
 	if (buf_append(r, "{\"seq\":", 7) == -1 ||
 	    buf_append_u64(r, w->next_seq) == -1 ||
@@ -1546,6 +1547,8 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 			break;
 		npend = 0;
 		avail = audit_writer_available(w);
+		/* One clock read for everything read this round. */
+		w->batch_ms = now_ms(w);
 		for (i = 0; i < nch; i++) {
 			if (chs[i].fd == -1 || !(pfd[i].revents &
 			    (POLLIN | POLLHUP | POLLERR)))
@@ -1566,6 +1569,10 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 					break;
 				}
 				chs[i].in.len += (size_t)r;
+				/* Short: the socket was drained (the next
+				 * recv would only say EAGAIN). */
+				if (r < READ_CHUNK)
+					break;
 			}
 			off = 0;
 			while ((rc = audit_msg_decode(chs[i].in.data + off,
@@ -1603,6 +1610,7 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 			    chs[i].in.len - off);
 			buf_truncate(&chs[i].in, chs[i].in.len - off);
 		}
+		w->batch_ms = 0;
 		committed = npend > 0 ? audit_writer_commit(w) == 0 : 0;
 		for (k = 0; k < npend; k++) {
 			i = pend[k].ch;
@@ -1623,6 +1631,7 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 			}
 	}
  out:
+	w->batch_ms = 0;
 	free(pend);
 	free(pfd);
 }
