@@ -93,7 +93,8 @@ struct conn {
 	struct timespec		 born;
 	struct event		*timer;
 	X509			*peer;
-	char			 identity[512];
+	char			*identity;	/* from the certificate; heap, sized to
+						 * fit: idle connections stay small */
 	int			 have_identity;
 	int			 close_after;	/* close once the response drained */
 	struct request		*req;
@@ -220,6 +221,7 @@ conn_free(struct conn *c)
 		event_free(c->timer);
 	tlsio_free(c->io);	/* close_notify when established */
 	X509_free(c->peer);
+	free(c->identity);
 	TAILQ_REMOVE(&w->conns, c, entry);
 	w->nconns--;
 	__atomic_fetch_sub(&worker_conns_total, 1, __ATOMIC_RELAXED);
@@ -312,14 +314,16 @@ conn_handshake_done(struct conn *c)
 {
 	SSL		*ssl = tlsio_ssl(c->io);
 	struct gen	*g;
+	char		 id[512];
 
 	c->peer = SSL_get1_peer_certificate(ssl);
 	if (c->peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK) {
 		conn_handshake_failed(c, "no_certificate");
 		return;
 	}
-	c->have_identity = tls_peer_identity(c->peer, c->identity,
-	    sizeof(c->identity)) == 0;
+	if (tls_peer_identity(c->peer, id, sizeof(id)) == 0)
+		c->identity = strdup(id);
+	c->have_identity = c->identity != NULL;
 	metrics_add(c->w->metrics, "subgate_tls_handshakes_total", "", 1);
 	c->state = C_IDLE;
 	evtimer_del(c->timer);
