@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "json.h"
 
 /*
@@ -87,6 +91,27 @@ static const unsigned char hexval[256] = {
 #define ONES	0x0101010101010101ULL
 #define HIGHS	0x8080808080808080ULL
 
+#ifdef __SSE2__
+/*
+ * Sixteen bytes at once: a mask with bit i set when p[i] is < 0x20, '"',
+ * '\\' or >= 0x80 -- the bytes a string scan must stop at. Exact, so the
+ * scan jumps straight to the first of them.
+ */
+static inline unsigned
+sse_special(const unsigned char *p)
+{
+	__m128i	v = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i	q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+	__m128i	b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+	__m128i	c = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8((char)0xe0)),
+		    _mm_setzero_si128());
+
+	/* movemask of v itself: the bytes >= 0x80 */
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b),
+	    c)) | (unsigned)_mm_movemask_epi8(v);
+}
+#else
+
 /*
  * Eight bytes at once: nonzero when any byte is < 0x20, '"', '\\' or
  * >= 0x80 (it may also flag a plain byte next to such a byte; never misses).
@@ -102,6 +127,7 @@ swar_special(const unsigned char *p)
 	return (((v - ONES * 0x20) & ~v) | ((q - ONES) & ~q) |
 	    ((b - ONES) & ~b) | v) & HIGHS;
 }
+#endif
 
 /*
  * Length of the valid UTF-8 sequence starting with a byte >= 0x80 at p, or 0
@@ -416,8 +442,20 @@ scan_string(struct json_reader *r, struct json_token *t, int is_key,
 
 	q = p;
 	for (;;) {
+#ifdef __SSE2__
+		while (end - p >= 16) {
+			unsigned m = sse_special(p);
+
+			if (m != 0) {
+				p += __builtin_ctz(m);
+				break;
+			}
+			p += 16;
+		}
+#else
 		while (end - p >= 8 && swar_special(p) == 0)
 			p += 8;
+#endif
 		while (p < end && str_plain[*p])
 			p++;
 		if (p == end)
