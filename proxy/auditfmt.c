@@ -276,13 +276,22 @@ auditfmt_frame_decode(const unsigned char *in, size_t len,
  */
 static EVP_CIPHER	*alg_gcm;
 static EVP_MD		*alg_sha256;
+static pthread_key_t	 chain_key;
+static int		 chain_key_ok;
 static pthread_once_t	 alg_once = PTHREAD_ONCE_INIT;
+
+static void
+chain_ctx_free(void *p)
+{
+	EVP_MD_CTX_free(p);
+}
 
 static void
 alg_init(void)
 {
 	alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 	alg_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	chain_key_ok = pthread_key_create(&chain_key, chain_ctx_free) == 0;
 }
 
 static const EVP_CIPHER *
@@ -294,26 +303,41 @@ gcm_cipher(void)
 
 /*
  * Each thread keeps one digest context for the chain, re-initialised per
- * frame (no allocation). It only ever hashes chain heads and frames as
- * written to disk (ciphertext or public checkpoints), so nothing in it
- * needs wiping.
+ * frame (no allocation) and freed when the thread exits. It only ever
+ * hashes chain heads and frames as written to disk (ciphertext or public
+ * checkpoints), so nothing in it needs wiping.
  */
-static __thread EVP_MD_CTX	*chain_ctx;
+static EVP_MD_CTX *
+chain_ctx(void)
+{
+	EVP_MD_CTX	*ctx;
+
+	pthread_once(&alg_once, alg_init);
+	if (alg_sha256 == NULL || !chain_key_ok)
+		return NULL;
+	if ((ctx = pthread_getspecific(chain_key)) != NULL)
+		return ctx;
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return NULL;
+	if (pthread_setspecific(chain_key, ctx) != 0) {
+		EVP_MD_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
 
 void
 auditfmt_chain_extend(unsigned char head[32], const unsigned char *frame,
     size_t len)
 {
+	EVP_MD_CTX	*ctx = chain_ctx();
 	unsigned int	 n = 32;
 
-	pthread_once(&alg_once, alg_init);
 	/* Only allocation can fail here; a zero head then fails verification. */
-	if (alg_sha256 == NULL || (chain_ctx == NULL &&
-	    (chain_ctx = EVP_MD_CTX_new()) == NULL) ||
-	    EVP_DigestInit_ex2(chain_ctx, alg_sha256, NULL) != 1 ||
-	    EVP_DigestUpdate(chain_ctx, head, 32) != 1 ||
-	    EVP_DigestUpdate(chain_ctx, frame, len) != 1 ||
-	    EVP_DigestFinal_ex(chain_ctx, head, &n) != 1)
+	if (ctx == NULL || EVP_DigestInit_ex2(ctx, alg_sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, head, 32) != 1 ||
+	    EVP_DigestUpdate(ctx, frame, len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, head, &n) != 1)
 		memset(head, 0, 32);
 }
 
