@@ -142,7 +142,10 @@ def main():
 		for line in open(p):
 			f = line.split()
 			if f and f[0].isdigit():
-				audit[int(f[0])] = (float(f[1]), int(f[2]), float(f[3]), float(f[4]))
+				# in-flight records/s unavailable mean_ms max_ms [cpu_us user_us]
+				audit[int(f[0])] = (float(f[1]), int(f[2]), float(f[3]), float(f[4]),
+						    float(f[5]) if len(f) > 5 else None,
+						    float(f[6]) if len(f) > 6 else None)
 
 	out = []
 	now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -282,11 +285,14 @@ def main():
 			out.append("| %s | %s | %s | %s | %s |" % (doc, pol, kv["bytes"], kv["docs_s"], kv["mb_s"]))
 		out.append("")
 	if audit:
-		out.append("| concurrent submitters | records/s | unavailable | mean latency ms | max latency ms |")
-		out.append("|---|---|---|---|---|")
+		out.append("| concurrent submitters | records/s | unavailable | mean latency ms | max latency ms "
+			   "| audit process CPU us/record | of it user us/record |")
+		out.append("|---|---|---|---|---|---|---|")
 		for k in sorted(audit):
 			v = audit[k]
-			out.append("| %d | %.0f | %d | %.2f | %.2f |" % (k, v[0], v[1], v[2], v[3]))
+			out.append("| %d | %.0f | %d | %.2f | %.2f | %s | %s |" % (
+				k, v[0], v[1], v[2], v[3], "-" if v[4] is None else "%.2f" % v[4],
+				"-" if v[5] is None else "%.2f" % v[5]))
 		out.append("")
 
 	ab = extra["ab"]
