@@ -84,9 +84,9 @@ def upstream_failure(e, integ, status, code, cause_re, metric_cause, proc=None, 
 	err = check_error(r, status, code, cause_re)
 	assert SECRET not in r.text
 	wait_metric(e.gw, "subgate_upstream_errors_total", before + 1, cause=metric_cause)
-	log = e.log()
+	log = util.wait_until(lambda: "status=%d" % status in e.log() and e.log(), timeout=5.0,
+			      what="request line with the status")
 	assert SECRET not in log
-	assert "status=%d" % status in log
 	if proc is not None:
 		no_new_records(proc)
 	return err, took
