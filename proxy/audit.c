@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -37,6 +38,20 @@
 #define SIGNER_NEXT	"signer.next"
 #define KEYCHAIN	"keychain"
 
+/*
+ * The live segment is kept zero-filled ahead of the write offset: an
+ * fdatasync that only overwrites blocks already written inside the file
+ * size flushes data alone, where an append must also commit the journal
+ * (size and extents; a second device flush). When fewer than PREALLOC_MARGIN
+ * bytes of zeros lie ahead, the next batch first extends them by
+ * PREALLOC_CHUNK (that batch's sync makes both durable); closing cuts the
+ * file back to its last frame.
+ */
+#define PREALLOC_CHUNK	(2u << 20)
+#define PREALLOC_MARGIN	(1u << 20)
+#define PREALLOC_SLACK	65536	/* past seg_max_bytes: a batch's overshoot */
+#define ZERO_BUF	65536
+
 struct audit_writer {
 	char		*dir;
 	int		 dirfd, lockfd, segfd;
@@ -59,6 +74,10 @@ struct audit_writer {
 	unsigned char	 d_head[32];
 	uint64_t	 d_next_seq, d_frames, d_records, d_len;
 	struct buf	 pending;
+	uint64_t	 zeroed_end;	/* file size: zeros from d_len to it */
+	uint64_t	 free_bytes;	/* at the last space check */
+	int		 finishing;	/* next sync cuts the zeros, no more */
+	int		 no_prealloc;	/* it failed in this segment */
 
 	/* per-record scratch, reused: the JSON in front of the members */
 	struct buf	 rec;
@@ -143,6 +162,55 @@ static uint64_t
 get_u64(const unsigned char *p)
 {
 	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+/* pwrite all of p[0..n) at off. */
+static int
+pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+{
+	const char	*s = p;
+	ssize_t		 r;
+
+	while (n > 0) {
+		if ((r = pwrite(fd, s, n, (off_t)off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		s += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Write zeros to [from, to) of fd: one pwritev per 64 MiB. 0, or -1
+ * with *to set to where the zeros end. */
+static int
+zero_fill(int fd, uint64_t from, uint64_t *to)
+{
+	static unsigned char	 zeros[ZERO_BUF];
+	struct iovec		 iov[1024];
+	uint64_t		 n;
+	ssize_t			 r;
+	int			 i;
+
+	while (from < *to) {
+		for (i = 0, n = 0; i < 1024 && n < *to - from; i++) {
+			iov[i].iov_base = zeros;
+			iov[i].iov_len = *to - from - n < ZERO_BUF ?
+			    (size_t)(*to - from - n) : ZERO_BUF;
+			n += iov[i].iov_len;
+		}
+		if ((r = pwritev(fd, iov, i, (off_t)from)) == -1) {
+			if (errno == EINTR)
+				continue;
+			*to = from;
+			return -1;
+		}
+		from += (uint64_t)r;
+	}
+	return 0;
 }
 
 static int
@@ -436,22 +504,57 @@ w_fail(struct audit_writer *w, const char *what)
 	w_rollback(w);
 }
 
-/* Write the queue and fdatasync once. */
+/*
+ * Write the queue at the durable end and fdatasync once. Zeros are
+ * extended ahead first when they run short (below seg_max_bytes plus a
+ * frame), so the same sync makes them durable; when finishing the segment
+ * the zeros are cut off instead and the file ends at its last frame.
+ */
 static int
 w_sync(struct audit_writer *w)
 {
+	uint64_t	 end, want, cap;
+
 	if (w->failed || w->segfd == -1) {
 		w_rollback(w);
 		return -1;
 	}
-	if (w->pending.len == 0)
+	if (w->pending.len == 0 && !w->finishing)
 		return 0;
-	if (write_all(w->segfd, w->pending.data, w->pending.len) == -1) {
+	end = w->d_len + w->pending.len;
+	if (w->finishing && w->zeroed_end > w->d_len) {
+		if (ftruncate(w->segfd, (off_t)w->d_len) == -1) {
+			w_fail(w, "ftruncate");
+			return -1;
+		}
+		w->zeroed_end = w->d_len;
+	}
+	if (pwrite_all(w->segfd, w->pending.data, w->pending.len,
+	    w->d_len) == -1) {
 		w_fail(w, "write");
 		return -1;
 	}
-	if (fdatasync(w->segfd) == -1) {
-		w_fail(w, "fdatasync");
+	if (end > w->zeroed_end)
+		w->zeroed_end = end;
+	cap = w->seg_max_bytes + PREALLOC_SLACK;
+	if (!w->finishing && !w->no_prealloc &&
+	    end + PREALLOC_MARGIN > w->zeroed_end && w->zeroed_end < cap &&
+	    w->free_bytes / 4 > PREALLOC_CHUNK) {
+		/* Best effort: a full disk fails the records, not this. */
+		want = end + PREALLOC_CHUNK < cap ? end + PREALLOC_CHUNK : cap;
+		if (zero_fill(w->segfd, w->zeroed_end, &want) == -1) {
+			log_warn("audit: segment %" PRIu64 ": preallocating",
+			    w->seg_id);
+			w->no_prealloc = 1;
+			if (ftruncate(w->segfd, (off_t)w->zeroed_end) == -1) {
+				w_fail(w, "ftruncate");
+				return -1;
+			}
+		} else
+			w->zeroed_end = want;
+	}
+	if ((w->finishing ? fsync(w->segfd) : fdatasync(w->segfd)) == -1) {
+		w_fail(w, w->finishing ? "fsync" : "fdatasync");
 		return -1;
 	}
 	buf_truncate(&w->pending, 0);
@@ -643,7 +746,7 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	memset(&h, 0, sizeof(h));
 	auditfmt_segment_name(name, sizeof(name), id);
 	if ((fd = openat(w->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_APPEND | O_CLOEXEC, 0600)) == -1) {
+	    O_CLOEXEC, 0600)) == -1) {
 		log_warn("audit: creating segment %s", name);
 		return -1;
 	}
@@ -676,6 +779,8 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	w->seg_created_ms = h.created_ms;
 	w->seg_frames = w->seg_records = w->seg_len = 0;
 	w->d_frames = w->d_records = w->d_len = 0;
+	w->zeroed_end = 0;
+	w->finishing = w->no_prealloc = 0;
 	memcpy(w->head, prev_head, 32);
 	memcpy(w->d_head, prev_head, 32);
 	w->next_seq = w->d_next_seq = first_seq;
@@ -708,16 +813,53 @@ w_lifecycle(struct audit_writer *w, const char *event, const char *extra)
 	return rc;
 }
 
-/* Close the open segment with a close checkpoint and forget its key. */
+/*
+ * Close the open segment with a close checkpoint and forget its key. The
+ * preallocated zeros are cut off before the checkpoint is written, so a
+ * closed segment ends at its close checkpoint even after a crash.
+ */
 static int
 w_segment_close(struct audit_writer *w)
 {
-	if (w_checkpoint(w, AUDITFMT_CK_CLOSE, 0, 0, NULL) == -1)
+	int	 rc;
+
+	w->finishing = 1;
+	rc = w_checkpoint(w, AUDITFMT_CK_CLOSE, 0, 0, NULL);
+	w->finishing = 0;
+	if (rc == -1)
 		return -1;
 	w_forget_key(w);
 	close(w->segfd);
 	w->segfd = -1;
 	return 0;
+}
+
+/*
+ * Give back the preallocated zeros of segment id, which was not closed
+ * and whose valid frames end at valid: cut the file after its last
+ * non-zero byte (or at valid, if that is further). What a torn write left
+ * stays, for verify to see. Best effort.
+ */
+static void
+w_trim_zeros(struct audit_writer *w, uint64_t id, uint64_t valid)
+{
+	struct mapped	 m;
+	size_t		 keep;
+	char		 name[64];
+	int		 fd;
+
+	auditfmt_segment_name(name, sizeof(name), id);
+	if (map_file(w->dirfd, name, &m) == -1)
+		return;
+	for (keep = m.len; keep > valid && m.p[keep - 1] == 0; keep--)
+		;
+	if (keep < m.len && (fd = openat(w->dirfd, name, O_WRONLY |
+	    O_CLOEXEC)) != -1) {
+		if (ftruncate(fd, (off_t)keep) == -1 || fsync(fd) == -1)
+			log_warn("audit: cutting the unused end of %s", name);
+		close(fd);
+	}
+	unmap_file(&m);
 }
 
 /*
@@ -734,6 +876,7 @@ w_recover_into_new(struct audit_writer *w, uint64_t prev_id,
 	int		 rc = -1;
 
 	memcpy(ph, prev_head, 32);
+	w_trim_zeros(w, prev_id, prev_len);
 	w->failed = 0;
 	if (w_segment_create(w, prev_id + 1, prev_id, ph, next_seq) == -1)
 		goto fail;
@@ -792,7 +935,8 @@ w_check_space(struct audit_writer *w)
 
 	if (fstatvfs(w->dirfd, &sv) == -1)
 		return;
-	low = (uint64_t)sv.f_bavail * sv.f_frsize < w->min_free;
+	w->free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	low = w->free_bytes < w->min_free;
 	if (low && !w->lowdisk)
 		log_warnx("audit: free space in %s below min_free_bytes; "
 		    "records refused", w->dir);

@@ -160,12 +160,8 @@ unhex(const char *s, size_t slen, unsigned char *out, size_t n)
 static int
 is_zero(const unsigned char *p, size_t n)
 {
-	size_t	 i;
-
-	for (i = 0; i < n; i++)
-		if (p[i] != 0)
-			return 0;
-	return 1;
+	/* A preallocated tail is megabytes of zeros: compare, don't loop. */
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 /* ---- CRC-32C ---- */
@@ -253,15 +249,25 @@ auditfmt_frame_decode(const unsigned char *in, size_t len,
 
 	if (len < AUDITFMT_FRAME_HDR)
 		return 0;
+	/*
+	 * The writer preallocates its segment with zeros, so a write torn by
+	 * a crash leaves the pages it lost as zeros: a damaged frame with
+	 * nothing but zeros after it is a torn tail. The zeros must follow
+	 * the whole frame (its header, when the length is not readable).
+	 */
 	if (get_u32(in + 4) != auditfmt_crc32c(0, in, 4))
-		return is_zero(in, len) ? 0 : -1;
+		return is_zero(in, len) || (len > AUDITFMT_FRAME_HDR &&
+		    is_zero(in + AUDITFMT_FRAME_HDR, len - AUDITFMT_FRAME_HDR)) ?
+		    0 : -1;
 	n = get_u32(in);
 	if (n == 0 || n > AUDITFMT_MAX_BODY)
 		return -1;
 	if (len - AUDITFMT_FRAME_HDR < n)
 		return 0;
 	if (get_u32(in + 8) != auditfmt_crc32c(0, in + AUDITFMT_FRAME_HDR, n))
-		return -1;
+		return len - AUDITFMT_FRAME_HDR > n &&
+		    is_zero(in + AUDITFMT_FRAME_HDR + n,
+		    len - AUDITFMT_FRAME_HDR - n) ? 0 : -1;
 	*body = in + AUDITFMT_FRAME_HDR;
 	*body_len = n;
 	*frame_len = AUDITFMT_FRAME_HDR + (size_t)n;
@@ -1082,7 +1088,9 @@ auditfmt_segment_scan(const unsigned char *data, size_t len,
 		r = auditfmt_frame_decode(data + off, len - off, &body, &blen,
 		    &flen);
 		if (r == 0) {
-			s->tail = AUDITFMT_TAIL_TORN;
+			/* Zeros from a frame boundary on: preallocated space. */
+			s->tail = is_zero(data + off, len - off) ?
+			    AUDITFMT_TAIL_CLEAN : AUDITFMT_TAIL_TORN;
 			break;
 		}
 		if (r == -1)
@@ -1272,6 +1280,9 @@ verify_segment(struct vstate *v, const struct auditfmt_segdata *sg,
 		if (r == -1)
 			return vfail(v, "segment %" PRIu64 " offset %zu: damaged "
 			    "frame (checksum or length)", sg->id, off), 0;
+		/* Zeros from a frame boundary on end the data, as EOF does. */
+		if (r == 0 && is_zero(sg->data + off, limit - off))
+			break;
 		if (r == 0) {
 			if (recovered)
 				return vfail(v, "segment %" PRIu64 " offset %zu: "

@@ -12,9 +12,13 @@
  * verbatim, so the key hand-overs stay verifiable from the first key).
  *
  * Frame: u32 len | u32 crc32c(len bytes) | u32 crc32c(body) | body[len]
- *   len <= AUDITFMT_MAX_BODY. A frame cut short by the end of the file (or
- *   a tail of zero bytes, as a crash leaves) is a torn tail; a complete
- *   frame with a bad checksum is corruption. Body byte 0 is the type.
+ *   len <= AUDITFMT_MAX_BODY. The live segment is preallocated: zero
+ *   bytes from a frame boundary to the end of the file are unused space,
+ *   the end of the data as the end of the file is (closed segments are
+ *   cut to their last frame). A frame cut short by the end of the file,
+ *   or a damaged frame (checksum) followed only by zero bytes (the pages
+ *   a crash lost) is a torn tail; any other damaged frame is corruption.
+ *   Body byte 0 is the type.
  *
  * Header frame (type 1), always frame 0 of a segment, plaintext:
  *   type | "SGAUDIT1" | u16 version | u64 segment_id | u64 first_seq |
@@ -116,8 +120,8 @@ struct auditfmt_segdata {
 
 /* What a scan of one segment found (see auditfmt_segment_scan). */
 enum auditfmt_tail {
-	AUDITFMT_TAIL_CLEAN = 0,	/* ends on a frame boundary */
-	AUDITFMT_TAIL_TORN,		/* ends in a partial frame or zero bytes */
+	AUDITFMT_TAIL_CLEAN = 0,	/* ends on a frame boundary (+ zeros) */
+	AUDITFMT_TAIL_TORN,		/* ends in a partial or torn frame */
 	AUDITFMT_TAIL_CORRUPT,		/* a complete frame is damaged */
 };
 
@@ -143,9 +147,11 @@ int	auditfmt_frame_encode(struct buf *out, const void *body, size_t len);
 
 /*
  * Decode the frame at in[0..len). Returns 1 with *body, *body_len and
- * *frame_len (header + body) set; 0 when the input ends inside the frame or
- * everything left is zero bytes (a torn tail, or more bytes needed); -1 when
- * a complete frame is damaged (checksum, length over the limit).
+ * *frame_len (header + body) set; 0 when the input ends inside the frame,
+ * everything left is zero bytes, or the frame is damaged but only zero
+ * bytes follow it (a torn tail, preallocated space, or more bytes needed);
+ * -1 when a complete frame is damaged and more data follows it (checksum,
+ * length over the limit).
  */
 int	auditfmt_frame_decode(const unsigned char *in, size_t len,
 	    const unsigned char **body, size_t *body_len, size_t *frame_len);
@@ -237,9 +243,10 @@ int	auditfmt_pub_raw(EVP_PKEY *k, unsigned char out[32]);
 
 /*
  * Scan a segment's frames from the start: decode the header, extend the
- * chain from header.prev_head, and stop at the end, a torn tail or a
- * damaged frame (s->tail says which). Checks nothing cryptographic: the
- * writer uses it to resume, verify does its own checking.
+ * chain from header.prev_head, and stop at the end (of the file, or where
+ * only zeros follow a frame), a torn tail or a damaged frame (s->tail says
+ * which). Checks nothing cryptographic: the writer uses it to resume,
+ * verify does its own checking.
  */
 void	auditfmt_segment_scan(const unsigned char *data, size_t len,
 	    struct auditfmt_scan *s);

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import util
-from test_audit_common import AuditEnv, children, contact, pid_alive, rid, wait_gone
+from test_audit_common import AuditEnv, children, contact, pid_alive, rid, segments, wait_gone
 
 THREADS = 6
 LOAD_SECONDS = 1.5
@@ -51,6 +51,39 @@ def _load(gw, stop, sent, lock):
 			sent.append((r_id, res))
 	if conn is not None:
 		conn.close()
+
+
+def _frames_end(data):
+	"""Where a segment's frames (u32 len | u32 crc | u32 crc | body) stop:
+	at the end of the file, a zero length (preallocated zeros) or a frame
+	the file cuts short. Lengths are followed, checksums not checked."""
+	off = 0
+	while off + 12 <= len(data):
+		n = int.from_bytes(data[off:off + 4], "big")
+		if n == 0 or off + 12 + n > len(data):
+			break
+		off += 12 + n
+	return off
+
+
+def _check_segment_ends(audit_dir, live_ok, torn_ok=None):
+	"""Every segment but a live (unclosed) last one ends at its last frame:
+	the writer's preallocated zeros are cut when it closes or recovers a
+	segment (torn_ok: a recovered segment may end in the bytes of a write
+	the kill cut short, but not in zeros). Returns the last segment's
+	(size, frames end)."""
+	segs = segments(audit_dir)
+	assert segs, "no segments in %s" % audit_dir
+	for i, p in enumerate(segs):
+		data = p.read_bytes()
+		end = _frames_end(data)
+		if i + 1 == len(segs) and live_ok:
+			return len(data), end
+		if p.name == torn_ok and len(data) > end and data[-1] != 0:
+			continue
+		assert len(data) == end, "%s: %d bytes, frames end at %d (a zero tail left?)" % (
+			p.name, len(data), end)
+	return len(data), end
 
 
 @pytest.mark.timeout(90)
@@ -112,6 +145,21 @@ def test_kill_9_under_load_loses_no_disclosure(env, victims):
 	rc, out = env.verify()
 	assert rc in (0, 2), "verify after kill -9 exited %d (tampered?): %s" % (rc, out)
 	assert not lingering, "the audit process (pid %r) outlived subgate's kill -9 by 10 s" % lingering
+	if victims == "daemon+audit":
+		# The killed segment keeps the zeros preallocated ahead of its
+		# last write; verify and show read them as the end of the data
+		# (a live segment: intact unless a write was cut in the middle).
+		size, end = _check_segment_ends(env.audit_dir, live_ok=True)
+		killed = segments(env.audit_dir)[-1].name
+		seg = segments(env.audit_dir)[-1].read_bytes()
+		assert size >= end + 4096 and seg[-4096:] == bytes(4096), \
+			"killed segment %d bytes, frames end at %d: no zero tail" % (size, end)
+		if seg[end:] == bytes(size - end):
+			assert rc == 0, "a zero tail after whole frames is not intact: %s" % out
+	else:
+		# The audit process saw EOF and closed its segment.
+		_check_segment_ends(env.audit_dir, live_ok=False)
+		killed = None
 
 	# Restart on the same directory: the audit process recovers.
 	log0 = gw.log_size()
@@ -137,6 +185,8 @@ def test_kill_9_under_load_loses_no_disclosure(env, victims):
 		assert rec, "no lifecycle recovery record after restarting on an unclosed log"
 		assert rec[0]["seq"] > max(x["seq"] for x in recs if x.get("request_id") in disclosed)
 	assert gw.stop() == 0
+	# Closed segments and the recovered one end at their last frame.
+	_check_segment_ends(env.audit_dir, live_ok=False, torn_ok=killed)
 	rc, out = env.verify()
 	assert rc == 0, out
 

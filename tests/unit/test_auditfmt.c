@@ -162,6 +162,31 @@ spill(const char *path, const unsigned char *p, size_t len)
 	fclose(f);
 }
 
+/* Write p[0..len) to path, then zeros up to size. */
+static void
+spill_zeros(const char *path, const unsigned char *p, size_t len,
+    size_t size)
+{
+	FILE	*f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, len, f), len);
+	for (; len < size; len++)
+		assert_int_equal(fputc(0, f), 0);
+	fclose(f);
+}
+
+static int
+all_zero(const unsigned char *p, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != 0)
+			return 0;
+	return 1;
+}
+
 static void
 add_records(struct audit_writer *w, int n, const char *tenant)
 {
@@ -822,29 +847,49 @@ test_torn_tail_every_offset(void **state)
 	struct fx		*f;
 	struct audit_writer	*w;
 	unsigned char		*seg2;
-	size_t			 len2, b[64], nb, k, j;
+	size_t			 len2, b[64], nb, k, j, cut;
 	char			 p[256], saved[160], err[512];
-	int			 boundary, v, after;
+	int			 boundary, v, after, zeros;
 	struct count		 c;
 
 	(void)state;
 	f = crashed_log(&seg2, &len2);
-	/* An unclosed segment ending on a frame boundary is a live log. */
+	/* An unclosed segment ending on a frame boundary is a live log, the
+	 * zeros preallocated after it unused space. */
 	assert_int_equal(verify_dir(f, NULL, err, sizeof(err)), 0);
 	nb = boundaries(seg2, len2, b, 64);
-	assert_int_equal(b[nb - 1], len2);
+	assert_true(nb >= 2 && b[nb - 1] < len2);
+	assert_true(all_zero(seg2 + b[nb - 1], len2 - b[nb - 1]));
+	len2 = b[nb - 1];
 	snprintf(saved, sizeof(saved), "%s/saved", f->root);
 	copy_dir(f->dir, saved);
 	seg_path(f, 2, p, sizeof(p));
-	for (k = 0; k < len2; k++) {
+	/* zeros 0: cut at k (end of file); 1: the bytes from k on are lost
+	 * in preallocated space (zeros to past the end). */
+	for (k = 0; k < 2 * len2; k++) {
 		copy_dir(saved, f->dir);
-		spill(p, seg2, k);
+		zeros = k >= len2;
+		cut = k % len2;
+		spill_zeros(p, seg2, cut, zeros ? len2 + 4096 : cut);
+		/* Lost bytes that were zeros anyway complete their frame;
+		 * kept bytes that are all zeros (the high bytes of a frame
+		 * length) are no frame yet. */
+		for (j = 0; j < nb; j++)
+			if (b[j] > cut) {
+				if (zeros && all_zero(seg2 + cut, b[j] - cut))
+					cut = b[j];
+				else if (j > 0 && all_zero(seg2 + b[j - 1],
+				    cut - b[j - 1]))
+					cut = b[j - 1];
+				break;
+			}
 		boundary = 0;
 		for (j = 0; j < nb; j++)
-			boundary |= b[j] == k;
+			boundary |= b[j] == cut;
 		v = verify_dir(f, NULL, err, sizeof(err));
 		if (v != (boundary ? 0 : 2))
-			fail_msg("cut at %zu: verify %d (%s)", k, v, err);
+			fail_msg("cut at %zu%s: verify %d (%s)", k % len2,
+			    zeros ? " + zeros" : "", v, err);
 		/* The writer recovers: a new segment closes the torn one. */
 		w = wopen(f);
 		audit_writer_close(w, 1);
@@ -859,8 +904,92 @@ test_torn_tail_every_offset(void **state)
 		    count_cb, &c, err, sizeof(err)), 0);
 		assert_true(c.in_order);
 		after = c.types[2];
-		assert_int_equal(after, k >= b[0] ? 1 : 0);
+		assert_int_equal(after, cut >= b[0] ? 1 : 0);
 	}
+	free(seg2);
+	fx_free(f);
+}
+
+/*
+ * The scan rules for a preallocated segment: zeros after whole frames are
+ * the end of the data; a torn last frame followed only by zeros is torn;
+ * a damaged frame with more data after it is corruption. A closed segment
+ * has no zeros after its close checkpoint.
+ */
+static void
+test_scan_zero_tail(void **state)
+{
+	struct fx		*f;
+	struct auditfmt_scan	 sc;
+	unsigned char		*seg2, *seg1, *m;
+	const unsigned char	*body;
+	size_t			 len2, len1, b[64], nb, last, blen, flen;
+	char			 p[256];
+
+	(void)state;
+	f = crashed_log(&seg2, &len2);
+	nb = boundaries(seg2, len2, b, 64);
+	assert_true(nb >= 4);
+	last = b[nb - 1];
+	assert_true(len2 >= last + 4096);
+	m = malloc(len2);
+	assert_non_null(m);
+
+	/* Live (or killed) segment: whole frames, then zeros. */
+	auditfmt_segment_scan(seg2, len2, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CLEAN);
+	assert_int_equal(sc.valid_len, last);
+	assert_int_equal(sc.frames, nb);
+	assert_false(sc.closed);
+
+	/* The last frame torn part-way, the rest of it lost as zeros. */
+	memcpy(m, seg2, len2);
+	memset(m + b[nb - 2] + 20, 0, last - b[nb - 2] - 20);
+	auditfmt_segment_scan(m, len2, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_TORN);
+	assert_int_equal(sc.valid_len, b[nb - 2]);
+	assert_int_equal(auditfmt_frame_decode(m + b[nb - 2], len2 - b[nb - 2],
+	    &body, &blen, &flen), 0);
+	/* ... a page lost in its middle, its end written: torn too. */
+	memcpy(m, seg2, len2);
+	memset(m + b[nb - 2] + 14, 0, 8);
+	auditfmt_segment_scan(m, len2, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_TORN);
+	assert_int_equal(sc.valid_len, b[nb - 2]);
+	/* ... but not when anything but zeros follows, however far. */
+	m[len2 - 1] = 1;
+	auditfmt_segment_scan(m, len2, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
+	assert_int_equal(sc.valid_len, b[nb - 2]);
+	/* A damaged frame before other frames is corruption. */
+	memcpy(m, seg2, len2);
+	memset(m + b[nb - 3] + 14, 0, 8);
+	auditfmt_segment_scan(m, len2, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
+	assert_int_equal(sc.valid_len, b[nb - 3]);
+	assert_int_equal(auditfmt_frame_decode(m + b[nb - 3], len2 - b[nb - 3],
+	    &body, &blen, &flen), -1);
+	/* ... and verify says tampered, where the torn one says torn. */
+	seg_path(f, 2, p, sizeof(p));
+	spill(p, m, len2);
+	assert_int_equal(verify_dir(f, NULL, NULL, 0), AUDITFMT_TAMPERED);
+	memcpy(m, seg2, len2);
+	memset(m + b[nb - 2] + 14, 0, 8);
+	spill(p, m, len2);
+	assert_int_equal(verify_dir(f, NULL, NULL, 0), AUDITFMT_TORN);
+	spill(p, seg2, len2);
+	assert_int_equal(verify_dir(f, NULL, NULL, 0), AUDITFMT_INTACT);
+
+	/* A closed segment ends at its close checkpoint: no zeros. */
+	seg_path(f, 1, p, sizeof(p));
+	seg1 = slurp(p, &len1);
+	nb = boundaries(seg1, len1, b, 64);
+	assert_int_equal(b[nb - 1], len1);
+	auditfmt_segment_scan(seg1, len1, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CLEAN);
+	assert_true(sc.closed);
+	free(seg1);
+	free(m);
 	free(seg2);
 	fx_free(f);
 }
@@ -1210,6 +1339,7 @@ main(void)
 		cmocka_unit_test(test_segment_names),
 		cmocka_unit_test(test_log_roundtrip_verify_show),
 		cmocka_unit_test(test_torn_tail_every_offset),
+		cmocka_unit_test(test_scan_zero_tail),
 		cmocka_unit_test(test_every_bit_flip_detected),
 		cmocka_unit_test(test_reorder_replay_drop_detected),
 		cmocka_unit_test(test_missing_segment_detected),
