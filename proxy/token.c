@@ -840,7 +840,13 @@ ff1_round(struct ff1 *f, unsigned i, u128 num, u128 mm, u128 *y)
 		if (aes_block(f->ecb, blk, r + 16) == -1)
 			return -1;
 	}
-	for (j = 0; j < f->d; j++)
+	/* y = NUM(S) mod mm. The first 15 bytes fit in 120 bits: one
+	 * reduction for them; then one per byte (acc < mm <= 2^120, so
+	 * acc << 8 still fits). Six 128-bit divisions at most, not d. */
+	for (j = 0; j < f->d && j < 15; j++)
+		acc = (acc << 8) | r[j];
+	acc %= mm;
+	for (; j < f->d; j++)
 		acc = ((acc << 8) | r[j]) % mm;
 	*y = acc;
 	OPENSSL_cleanse(blk, sizeof(blk));
