@@ -24,7 +24,9 @@ struct tlsio {
 	int			 server;
 	int			 tcp_up;
 	struct event		*rev;		/* EV_READ, registered for life */
-	struct event		*wev;		/* EV_WRITE, only while blocked */
+	struct event		*wev;		/* EV_WRITE, only while blocked; made on
+						 * first need (most client connections
+						 * never block on a write) */
 	struct event		*later;		/* callbacks owed to tlsio_write */
 	int			 wev_on;
 	int			 read_wants_write;
@@ -43,6 +45,7 @@ struct tlsio {
 };
 
 static void	tlsio_destroy(struct tlsio *);
+static void	tlsio_write_cb(evutil_socket_t, short, void *);
 static void	tlsio_flush(struct tlsio *);
 
 /* Run a callback; returns -1 when t was freed by it (do not touch t). */
@@ -72,14 +75,19 @@ tlsio_emit(struct tlsio *t, enum tlsio_event e)
 	return tlsio_leave(t);
 }
 
-static void
+/* Wait for writability or stop waiting. -1 when the event cannot be made. */
+static int
 tlsio_wev(struct tlsio *t, int on)
 {
-	if (on && !t->wev_on)
+	if (on && !t->wev_on) {
+		if (t->wev == NULL && (t->wev = event_new(event_get_base(t->rev),
+		    t->fd, EV_WRITE | EV_PERSIST, tlsio_write_cb, t)) == NULL)
+			return -1;
 		event_add(t->wev, NULL);
-	else if (!on && t->wev_on)
+	} else if (!on && t->wev_on)
 		event_del(t->wev);
 	t->wev_on = on;
+	return 0;
 }
 
 /*
@@ -127,7 +135,10 @@ tlsio_ssl_status(struct tlsio *t, int r, int reading)
 	case SSL_ERROR_WANT_WRITE:
 		if (reading)
 			t->read_wants_write = 1;
-		tlsio_wev(t, 1);
+		if (tlsio_wev(t, 1) == -1) {
+			tlsio_fail(t, ENOMEM);
+			return -1;
+		}
 		return 0;
 	case SSL_ERROR_ZERO_RETURN:
 		tlsio_fail(t, 0);
@@ -348,8 +359,6 @@ tlsio_new(struct event_base *base, int fd, SSL *ssl, int server,
 	    (t->out = evbuffer_new()) == NULL ||
 	    (t->rev = event_new(base, fd, EV_READ | EV_PERSIST, tlsio_read_cb,
 	    t)) == NULL ||
-	    (t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, tlsio_write_cb,
-	    t)) == NULL ||
 	    (t->later = event_new(base, -1, 0, tlsio_later_cb, t)) == NULL ||
 	    SSL_set_fd(ssl, fd) != 1) {
 		if (t->in != NULL)
@@ -358,8 +367,6 @@ tlsio_new(struct event_base *base, int fd, SSL *ssl, int server,
 			evbuffer_free(t->out);
 		if (t->rev != NULL)
 			event_free(t->rev);
-		if (t->wev != NULL)
-			event_free(t->wev);
 		if (t->later != NULL)
 			event_free(t->later);
 		free(t);
@@ -377,7 +384,15 @@ tlsio_new(struct event_base *base, int fd, SSL *ssl, int server,
 	} else {
 		SSL_set_connect_state(ssl);
 		t->state = TS_CONNECTING;
-		tlsio_wev(t, 1);
+		if (tlsio_wev(t, 1) == -1) {
+			/* as above: ssl and fd stay the caller's */
+			event_free(t->rev);
+			event_free(t->later);
+			evbuffer_free(t->in);
+			evbuffer_free(t->out);
+			free(t);
+			return NULL;
+		}
 	}
 	return t;
 }
@@ -399,7 +414,8 @@ tlsio_destroy(struct tlsio *t)
 		ERR_clear_error();
 	}
 	event_free(t->rev);
-	event_free(t->wev);
+	if (t->wev != NULL)
+		event_free(t->wev);
 	event_free(t->later);
 	evbuffer_free(t->in);
 	evbuffer_free(t->out);
