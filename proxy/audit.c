@@ -52,6 +52,11 @@
 #define PREALLOC_SLACK	65536	/* past seg_max_bytes: a batch's overshoot */
 #define ZERO_BUF	65536
 
+/* One record, framed (its JSON prefix, an escaped instance name, the
+ * frame and sealing overhead), fits in one batch. */
+_Static_assert(AUDIT_MAX_RECORD + 4096 <= AUDITFMT_MAX_BATCH,
+    "a record frame must fit in one batch");
+
 struct audit_writer {
 	char		*dir;
 	int		 dirfd, lockfd, segfd;
@@ -504,33 +509,16 @@ w_fail(struct audit_writer *w, const char *what)
 	w_rollback(w);
 }
 
-/*
- * Write the queue at the durable end and fdatasync once. Zeros are
- * extended ahead first when they run short (below seg_max_bytes plus a
- * frame), so the same sync makes them durable; when finishing the segment
- * the zeros are cut off instead and the file ends at its last frame.
- */
+/* Write pending[off..off + n) at its place in the segment, extend the
+ * zeros ahead if needed, and sync. 0, or -1 (the writer has failed). */
 static int
-w_sync(struct audit_writer *w)
+w_sync_batch(struct audit_writer *w, size_t off, size_t n)
 {
 	uint64_t	 end, want, cap;
 
-	if (w->failed || w->segfd == -1) {
-		w_rollback(w);
-		return -1;
-	}
-	if (w->pending.len == 0 && !w->finishing)
-		return 0;
-	end = w->d_len + w->pending.len;
-	if (w->finishing && w->zeroed_end > w->d_len) {
-		if (ftruncate(w->segfd, (off_t)w->d_len) == -1) {
-			w_fail(w, "ftruncate");
-			return -1;
-		}
-		w->zeroed_end = w->d_len;
-	}
-	if (pwrite_all(w->segfd, w->pending.data, w->pending.len,
-	    w->d_len) == -1) {
+	end = w->d_len + off + n;
+	if (pwrite_all(w->segfd, w->pending.data + off, n,
+	    w->d_len + off) == -1) {
 		w_fail(w, "write");
 		return -1;
 	}
@@ -557,6 +545,64 @@ w_sync(struct audit_writer *w)
 		w_fail(w, w->finishing ? "fsync" : "fdatasync");
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * Bytes of whole frames from pending[off] that make one batch: as many as
+ * fit in AUDITFMT_MAX_BATCH (a record frame always fits alone).
+ */
+static size_t
+w_batch_len(const struct audit_writer *w, size_t off)
+{
+	const unsigned char	*p = (const unsigned char *)w->pending.data;
+	size_t			 n = 0, f;
+
+	if (w->pending.len - off <= AUDITFMT_MAX_BATCH)
+		return w->pending.len - off;
+	while (off + n + AUDITFMT_FRAME_HDR <= w->pending.len) {
+		f = AUDITFMT_FRAME_HDR + get_u32(p + off + n);
+		if (n > 0 && n + f > AUDITFMT_MAX_BATCH)
+			break;
+		n += f;
+	}
+	return n;
+}
+
+/*
+ * Write the queue at the durable end, one batch (at most
+ * AUDITFMT_MAX_BATCH bytes, see auditfmt.h) and one fdatasync at a time,
+ * so a crash can only ever tear the last batch. Zeros are extended ahead
+ * of a batch when they run short (below seg_max_bytes plus a frame), so
+ * its sync makes them durable too; when finishing the segment the zeros
+ * are cut off first and the file ends at its last frame. The queue is
+ * durable, and acknowledged, only when all of it is.
+ */
+static int
+w_sync(struct audit_writer *w)
+{
+	size_t		 off, n;
+
+	if (w->failed || w->segfd == -1) {
+		w_rollback(w);
+		return -1;
+	}
+	if (w->pending.len == 0 && !w->finishing)
+		return 0;
+	if (w->finishing && w->zeroed_end > w->d_len) {
+		if (ftruncate(w->segfd, (off_t)w->d_len) == -1) {
+			w_fail(w, "ftruncate");
+			return -1;
+		}
+		w->zeroed_end = w->d_len;
+	}
+	off = 0;
+	do {
+		n = w_batch_len(w, off);
+		if (w_sync_batch(w, off, n) == -1)
+			return -1;
+		off += n;
+	} while (off < w->pending.len);
 	buf_truncate(&w->pending, 0);
 	memcpy(w->d_head, w->head, 32);
 	w->d_next_seq = w->next_seq;
@@ -2223,7 +2269,9 @@ audit_log_read(const char *dir, EVP_PKEY *reader, uint64_t since_ms,
 		for (off = 0, fi = 0; off < limit; off += flen, fi++) {
 			r = auditfmt_frame_decode(data + off, limit - off, &body,
 			    &blen, &flen);
-			if (r == 0)
+			/* A torn tail of the last segment ends its data. */
+			if (r == 0 || (r == -1 && i + 1 == lm.n &&
+			    auditfmt_tail_torn(data, limit, off)))
 				break;
 			if (r == -1) {
 				seterr(err, errlen, "segment %" PRIu64 " offset "

@@ -1073,6 +1073,49 @@ auditfmt_checkpoint_parse_line(const char *line, struct auditfmt_checkpoint *c,
 
 /* ---- scanning ---- */
 
+/* The longest checkpoint frame: header, fixed fields, instance, sig. */
+#define CK_FRAME_MAX	(AUDITFMT_FRAME_HDR + 2 + 4 * 8 + 32 + 32 + 2 * 8 + \
+	    32 + 1 + AUDITFMT_INSTANCE_MAX + 64)
+
+/* 1 if an intact close checkpoint frame, starting at or after from, covers
+ * the last non-zero byte (end - 1) of data[0..len). */
+static int
+close_ends(const unsigned char *data, size_t len, size_t from, size_t end)
+{
+	struct auditfmt_checkpoint	 ck;
+	const unsigned char		*body;
+	size_t				 p, blen, flen;
+
+	p = end > from + CK_FRAME_MAX ? end - CK_FRAME_MAX : from;
+	for (; p + AUDITFMT_FRAME_HDR < end; p++)
+		if (auditfmt_frame_decode(data + p, len - p, &body, &blen,
+		    &flen) == 1 && p + flen >= end &&
+		    body[0] == AUDITFMT_CHECKPOINT &&
+		    auditfmt_checkpoint_decode(body, blen, &ck, NULL, 0) == 0 &&
+		    ck.kind == AUDITFMT_CK_CLOSE)
+			return 1;
+	return 0;
+}
+
+int
+auditfmt_tail_torn(const unsigned char *data, size_t len, size_t off)
+{
+	size_t	 end;
+
+	if (off >= len)
+		return 1;
+	/* Anything non-zero beyond the window: not one lost batch. */
+	if (len - off > AUDITFMT_MAX_BATCH &&
+	    !is_zero(data + off + AUDITFMT_MAX_BATCH,
+	    len - off - AUDITFMT_MAX_BATCH))
+		return 0;
+	for (end = len < off + AUDITFMT_MAX_BATCH ? len :
+	    off + AUDITFMT_MAX_BATCH; end > off && data[end - 1] == 0; end--)
+		;
+	/* A closed segment was cut and synced before its close batch. */
+	return !close_ends(data, len, off, end);
+}
+
 void
 auditfmt_segment_scan(const unsigned char *data, size_t len,
     struct auditfmt_scan *s)
@@ -1093,8 +1136,14 @@ auditfmt_segment_scan(const unsigned char *data, size_t len,
 			    AUDITFMT_TAIL_CLEAN : AUDITFMT_TAIL_TORN;
 			break;
 		}
-		if (r == -1)
-			goto corrupt;
+		if (r == -1) {
+			/* Damage in the last batch's window: a lost batch. */
+			if (!s->closed && auditfmt_tail_torn(data, len, off))
+				s->tail = AUDITFMT_TAIL_TORN;
+			else
+				s->tail = AUDITFMT_TAIL_CORRUPT;
+			break;
+		}
 		if (s->frames == 0) {
 			if (auditfmt_header_decode(body, blen, &s->header, NULL,
 			    0) == -1)
@@ -1277,9 +1326,20 @@ verify_segment(struct vstate *v, const struct auditfmt_segdata *sg,
 	while (off < limit && v->verdict != AUDITFMT_TAMPERED) {
 		r = auditfmt_frame_decode(sg->data + off, limit - off, &body,
 		    &blen, &flen);
-		if (r == -1)
+		if (r == -1 && (!last || recovered || closed ||
+		    !auditfmt_tail_torn(sg->data, limit, off)))
 			return vfail(v, "segment %" PRIu64 " offset %zu: damaged "
 			    "frame (checksum or length)", sg->id, off), 0;
+		if (r == -1) {
+			if (v->verdict == AUDITFMT_INTACT && v->msg != NULL)
+				snprintf(v->msg, v->msglen, "segment %" PRIu64
+				    " offset %zu: torn tail (damage within the "
+				    "last batch: a write a crash cut short), not "
+				    "yet closed by a recovery checkpoint", sg->id,
+				    off);
+			v->verdict = AUDITFMT_TORN;
+			break;
+		}
 		/* Zeros from a frame boundary on end the data, as EOF does. */
 		if (r == 0 && is_zero(sg->data + off, limit - off))
 			break;

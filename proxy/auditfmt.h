@@ -12,13 +12,37 @@
  * verbatim, so the key hand-overs stay verifiable from the first key).
  *
  * Frame: u32 len | u32 crc32c(len bytes) | u32 crc32c(body) | body[len]
- *   len <= AUDITFMT_MAX_BODY. The live segment is preallocated: zero
- *   bytes from a frame boundary to the end of the file are unused space,
- *   the end of the data as the end of the file is (closed segments are
- *   cut to their last frame). A frame cut short by the end of the file,
- *   or a damaged frame (checksum) followed only by zero bytes (the pages
- *   a crash lost) is a torn tail; any other damaged frame is corruption.
- *   Body byte 0 is the type.
+ *   len <= AUDITFMT_MAX_BODY. Body byte 0 is the type.
+ *
+ * Batches and the end of the data. The writer appends frames in batches
+ *   of at most AUDITFMT_MAX_BATCH bytes (a larger queue is written as
+ *   several batches) and syncs each batch before writing the next, so at
+ *   most one batch, the last, is ever unsynced. The live segment is
+ *   preallocated: zero bytes from a frame boundary to the end of the file
+ *   are unused space, the end of the data as the end of the file is
+ *   (closed segments are cut to their last frame before the close batch
+ *   is written, so they never end in zeros). A crash during the last
+ *   batch can keep any of its pages and lose any other (lost pages read
+ *   as zeros, the preallocated contents): a page late in the batch may
+ *   survive where an earlier one did not. Hence, for a segment whose data
+ *   does not end with an intact close checkpoint:
+ *   - a frame cut short by the end of the file is a torn tail;
+ *   - damage (a frame whose length or checksums do not hold, a hole of
+ *     zeros or garbage) such that every non-zero byte from the damaged
+ *     frame on lies within AUDITFMT_MAX_BATCH bytes of that frame's start
+ *     is a torn tail: the lost last batch. The valid data ends at the end
+ *     of the last intact frame before the damage; everything after it is
+ *     the lost batch, not part of the log (frames there that happen to
+ *     look intact included);
+ *   - damage with non-zero bytes further than AUDITFMT_MAX_BATCH after it
+ *     is corruption (it cannot be the last batch).
+ *   In a segment that ends with an intact close checkpoint, or that a
+ *   later segment follows, any damaged frame is corruption. (Damage to
+ *   the close checkpoint itself reads as a torn tail: a lost close batch,
+ *   no more than cutting the file there would be; verify --anchor bounds
+ *   what may be lost.) A torn tail is ended by the writer when it starts:
+ *   a recovery checkpoint in the next segment states the valid length;
+ *   verify reads no further than that.
  *
  * Header frame (type 1), always frame 0 of a segment, plaintext:
  *   type | "SGAUDIT1" | u16 version | u64 segment_id | u64 first_seq |
@@ -67,6 +91,9 @@
 
 #define AUDITFMT_FRAME_HDR	12
 #define AUDITFMT_MAX_BODY	(4u << 20)
+/* The most bytes written to a segment between two syncs (one batch); a
+ * record of AUDIT_MAX_RECORD bytes fits in one with its frame. */
+#define AUDITFMT_MAX_BATCH	(2u << 20)
 #define AUDITFMT_MAX_READERS	16
 #define AUDITFMT_INSTANCE_MAX	255
 #define AUDITFMT_TAG		16
@@ -244,12 +271,22 @@ int	auditfmt_pub_raw(EVP_PKEY *k, unsigned char out[32]);
 /*
  * Scan a segment's frames from the start: decode the header, extend the
  * chain from header.prev_head, and stop at the end (of the file, or where
- * only zeros follow a frame), a torn tail or a damaged frame (s->tail says
- * which). Checks nothing cryptographic: the writer uses it to resume,
+ * only zeros follow a frame), a torn tail (a partial frame, or damage in
+ * the last batch's window: see "Batches" above) or a damaged frame
+ * (s->tail says which; valid_len is where the valid frames end). Checks nothing cryptographic: the writer uses it to resume,
  * verify does its own checking.
  */
 void	auditfmt_segment_scan(const unsigned char *data, size_t len,
 	    struct auditfmt_scan *s);
+/*
+ * The frame at data[off] (a frame boundary; data[0..len) is the whole
+ * segment) does not decode: 1 if that is a torn tail by the batch rule
+ * above (every non-zero byte from off on lies within AUDITFMT_MAX_BATCH
+ * bytes of off, and no intact close checkpoint ends the data), else 0
+ * (corruption). The caller checks that no close checkpoint precedes off.
+ */
+int	auditfmt_tail_torn(const unsigned char *data, size_t len, size_t off);
+
 /* If the segment is a recovery segment (frame 1 is a recovery checkpoint),
  * return 1 with the checkpoint; else 0. */
 int	auditfmt_segment_recovery(const unsigned char *data, size_t len,

@@ -923,7 +923,7 @@ test_scan_zero_tail(void **state)
 	struct auditfmt_scan	 sc;
 	unsigned char		*seg2, *seg1, *m;
 	const unsigned char	*body;
-	size_t			 len2, len1, b[64], nb, last, blen, flen;
+	size_t			 len2, len1, b[64], nb, last, blen, flen, big;
 	char			 p[256];
 
 	(void)state;
@@ -956,23 +956,36 @@ test_scan_zero_tail(void **state)
 	auditfmt_segment_scan(m, len2, &sc);
 	assert_int_equal(sc.tail, AUDITFMT_TAIL_TORN);
 	assert_int_equal(sc.valid_len, b[nb - 2]);
-	/* ... but not when anything but zeros follows, however far. */
-	m[len2 - 1] = 1;
-	auditfmt_segment_scan(m, len2, &sc);
+	/* ... and with non-zero bytes after it in the last batch's window
+	 * (a later page of the lost batch written), but not beyond it. */
+	big = b[nb - 2] + AUDITFMT_MAX_BATCH + 4096;
+	assert_true(big > len2);
+	m = realloc(m, big);
+	assert_non_null(m);
+	memset(m + len2, 0, big - len2);
+	m[b[nb - 2] + AUDITFMT_MAX_BATCH - 1] = 1;
+	auditfmt_segment_scan(m, big, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_TORN);
+	assert_int_equal(sc.valid_len, b[nb - 2]);
+	m[b[nb - 2] + AUDITFMT_MAX_BATCH - 1] = 0;
+	m[b[nb - 2] + AUDITFMT_MAX_BATCH] = 1;
+	auditfmt_segment_scan(m, big, &sc);
 	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
 	assert_int_equal(sc.valid_len, b[nb - 2]);
-	/* A damaged frame before other frames is corruption. */
+	/* ... and verify says tampered, where the torn one says torn. */
+	seg_path(f, 2, p, sizeof(p));
+	spill(p, m, big);
+	assert_int_equal(verify_dir(f, NULL, NULL, 0), AUDITFMT_TAMPERED);
+	/* A damaged frame before other frames of the last batch: torn. */
 	memcpy(m, seg2, len2);
 	memset(m + b[nb - 3] + 14, 0, 8);
 	auditfmt_segment_scan(m, len2, &sc);
-	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_TORN);
 	assert_int_equal(sc.valid_len, b[nb - 3]);
 	assert_int_equal(auditfmt_frame_decode(m + b[nb - 3], len2 - b[nb - 3],
 	    &body, &blen, &flen), -1);
-	/* ... and verify says tampered, where the torn one says torn. */
-	seg_path(f, 2, p, sizeof(p));
 	spill(p, m, len2);
-	assert_int_equal(verify_dir(f, NULL, NULL, 0), AUDITFMT_TAMPERED);
+	assert_int_equal(verify_dir(f, NULL, NULL, 0), AUDITFMT_TORN);
 	memcpy(m, seg2, len2);
 	memset(m + b[nb - 2] + 14, 0, 8);
 	spill(p, m, len2);
@@ -994,6 +1007,163 @@ test_scan_zero_tail(void **state)
 	fx_free(f);
 }
 
+/* Append n disclosure records of about 64 KiB each, then commit. */
+static void
+add_big_records(struct audit_writer *w, int n)
+{
+	static char	 j[65536 + 64];
+	size_t		 len;
+	int		 i;
+
+	len = (size_t)snprintf(j, sizeof(j), "{\"type\":\"disclosure\","
+	    "\"pad\":\"");
+	memset(j + len, 'a', 65536);
+	len += 65536;
+	memcpy(j + len, "\"}", 3);
+	len += 2;
+	for (i = 0; i < n; i++)
+		assert_int_equal(audit_writer_append(w, j, len, NULL), 0);
+	assert_int_equal(audit_writer_commit(w), 0);
+}
+
+/* Last frame end in b[0..nb) at or before pos (0 if none). */
+static size_t
+boundary_before(const size_t *b, size_t nb, size_t pos)
+{
+	size_t	 i, r = 0;
+
+	for (i = 0; i < nb; i++)
+		if (b[i] <= pos)
+			r = b[i];
+	return r;
+}
+
+/*
+ * A power cut during the last (unsynced) batch can keep a later page of
+ * it and lose an earlier one: a hole of zeros inside the data, non-zero
+ * bytes after it. Within the last batch's window (AUDITFMT_MAX_BATCH) of
+ * an unclosed segment that is a torn tail: scan and verify say torn, the
+ * writer recovers at the last good frame, show reads the records before
+ * it. The same hole further back is corruption: verify says tampered and
+ * the writer refuses to start.
+ */
+static void
+test_lost_page_in_last_batch(void **state)
+{
+	struct fx		*f = fx_new(1);
+	struct audit_writer	*w;
+	struct auditfmt_scan	 sc;
+	struct count		 c;
+	unsigned char		*seg, *m;
+	size_t			 len, synced, end, nb, hole, valid, n;
+	size_t			*b;
+	char			 p[256], saved[160], err[512];
+	int			 i;
+
+	(void)state;
+	b = calloc(4096, sizeof(*b));
+	assert_non_null(b);
+	f->c.audit_segment_bytes = 64 << 20;
+	w = wopen(f);
+	for (i = 0; i < 12; i++)
+		add_big_records(w, 4);	/* 3 MiB in batches of 256 KiB */
+	seg_path(f, 1, p, sizeof(p));
+	seg = slurp(p, &len);
+	nb = boundaries(seg, len, b, 4096);
+	synced = b[nb - 1];
+	free(seg);
+	add_big_records(w, 24);		/* the last batch: 1.5 MiB */
+	audit_writer_close(w, 0);	/* the power cut: no close */
+	seg = slurp(p, &len);
+	nb = boundaries(seg, len, b, 4096);
+	end = b[nb - 1];
+	assert_int_equal(nb, 2 + 12 * 4 + 24);
+	assert_true(end - synced > AUDITFMT_MAX_BATCH / 2 &&
+	    end - synced <= AUDITFMT_MAX_BATCH);
+	assert_true(synced > AUDITFMT_MAX_BATCH + 8192);
+	assert_true(all_zero(seg + end, len - end));
+	snprintf(saved, sizeof(saved), "%s/saved", f->root);
+	copy_dir(f->dir, saved);
+	m = malloc(len);
+	assert_non_null(m);
+
+	/* A 4 KiB page in the middle of the last batch lost, later ones
+	 * (to the end of the batch) written. */
+	memcpy(m, seg, len);
+	hole = (synced + (end - synced) / 2) & ~(size_t)4095;
+	assert_true(hole > synced && hole + 8192 < end);
+	memset(m + hole, 0, 4096);
+	valid = boundary_before(b, nb, hole);
+	assert_true(valid >= synced && valid < hole + 4096);
+	auditfmt_segment_scan(m, len, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_TORN);
+	assert_int_equal(sc.valid_len, valid);
+	spill(p, m, len);
+	assert_int_equal(verify_dir(f, NULL, err, sizeof(err)), AUDITFMT_TORN);
+	assert_non_null(strstr(err, "torn tail"));
+	/* show reads what is before the hole, without an error. */
+	memset(&c, 0, sizeof(c));
+	c.in_order = 1;
+	assert_int_equal(audit_log_read(f->dir, f->reader[0], 0, 0, count_cb,
+	    &c, err, sizeof(err)), 0);
+	for (n = 0; n < nb && b[n] <= valid; n++)
+		;
+	/* Frames 0..n-1 kept: the header, the start record, disclosures. */
+	assert_int_equal(c.types[0], (int)n - 2);
+	/* The writer starts: it cuts at the last good frame and recovers. */
+	w = wopen(f);
+	audit_writer_close(w, 1);
+	assert_int_equal(verify_dir(f, NULL, err, sizeof(err)),
+	    AUDITFMT_INTACT);
+	memset(&c, 0, sizeof(c));
+	c.in_order = 1;
+	assert_int_equal(audit_log_read(f->dir, f->reader[0], 0, 0, count_cb,
+	    &c, err, sizeof(err)), 0);
+	assert_true(c.in_order);
+	assert_int_equal(c.types[0], (int)n - 2);
+	assert_int_equal(c.types[2], 1);
+
+	/* The same lost page before the last batch's window: corruption. */
+	copy_dir(saved, f->dir);
+	memcpy(m, seg, len);
+	hole = (end - AUDITFMT_MAX_BATCH - 8192) & ~(size_t)4095;
+	assert_true(hole + 4096 < synced);
+	memset(m + hole, 0, 4096);
+	auditfmt_segment_scan(m, len, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
+	assert_int_equal(sc.valid_len, boundary_before(b, nb, hole));
+	spill(p, m, len);
+	assert_int_equal(verify_dir(f, NULL, err, sizeof(err)),
+	    AUDITFMT_TAMPERED);
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_null(w);
+	assert_non_null(strstr(err, "damaged frame"));
+
+	/* In the window, but the segment was closed (an intact close
+	 * checkpoint ends it): corruption too. */
+	copy_dir(saved, f->dir);
+	w = wopen(f);
+	audit_writer_close(w, 1);	/* recovers 1 into 2, closes 2 */
+	seg_path(f, 2, p, sizeof(p));
+	free(seg);
+	seg = slurp(p, &len);
+	nb = boundaries(seg, len, b, 4096);
+	assert_true(nb >= 4 && b[nb - 1] == len);
+	m = realloc(m, len);
+	assert_non_null(m);
+	memcpy(m, seg, len);
+	memset(m + b[0] + 14, 0, 8);
+	auditfmt_segment_scan(m, len, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
+	spill(p, m, len);
+	assert_int_equal(verify_dir(f, NULL, err, sizeof(err)),
+	    AUDITFMT_TAMPERED);
+	free(m);
+	free(seg);
+	free(b);
+	fx_free(f);
+}
+
 static void
 test_every_bit_flip_detected(void **state)
 {
@@ -1001,7 +1171,7 @@ test_every_bit_flip_detected(void **state)
 	struct audit_writer		*w;
 	struct auditfmt_segdata		 segs[2];
 	unsigned char			*s1, *s2, *copy;
-	size_t				 l1, l2, i;
+	size_t				 l1, l2, i, b[64], nb;
 	char				 p[256], msg[256];
 	int				 bit, v;
 
@@ -1031,13 +1201,19 @@ test_every_bit_flip_detected(void **state)
 	    msg, sizeof(msg), NULL), AUDITFMT_INTACT);
 	copy = malloc(l2);
 	segs[1].data = copy;
+	/* Segment 2 is the last: damage to its close checkpoint (its last
+	 * frame) is a lost close batch, a torn tail (auditfmt.h); before it
+	 * the intact close checkpoint makes any damage corruption. */
+	nb = boundaries(s2, l2, b, 64);
+	assert_true(nb >= 2 && b[nb - 1] == l2);
 	for (i = 0; i < l2; i++)
 		for (bit = 0; bit < 8; bit++) {
 			memcpy(copy, s2, l2);
 			copy[i] ^= (unsigned char)(1 << bit);
 			v = auditfmt_verify_log(f->pub, segs, 2, NULL, 0, NULL,
 			    msg, sizeof(msg), NULL);
-			if (v != AUDITFMT_TAMPERED)
+			if (v != (i < b[nb - 2] ? AUDITFMT_TAMPERED :
+			    AUDITFMT_TORN))
 				fail_msg("flip byte %zu bit %d: verdict %d (%s)",
 				    i, bit, v, msg);
 		}
@@ -1346,6 +1522,7 @@ main(void)
 		cmocka_unit_test(test_truncation_to_earlier_checkpoint_anchor),
 		cmocka_unit_test(test_retention_keeps_verify_green),
 		cmocka_unit_test(test_lost_checkpoint_refuses_restart),
+		cmocka_unit_test(test_lost_page_in_last_batch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
