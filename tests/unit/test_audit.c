@@ -1,6 +1,7 @@
 /* test_audit.c -- the audit process: channels, group commit, acks, rotation, low disk, recovery, record bytes */
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -596,6 +597,99 @@ exact_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
  * and digit-count boundaries, with the clock going back, with an instance
  * that needs escaping, and with blank space around and inside the object.
  */
+/*
+ * The writer's syscalls, seen from here (libsubgate.a is linked into this
+ * program, so these definitions are the ones it calls): the most bytes
+ * pwritten to one file between two of its syncs.
+ */
+static int	 io_track, io_fd = -1, io_syncs;
+static size_t	 io_unsynced, io_max_unsynced;
+
+ssize_t
+pwrite(int fd, const void *p, size_t n, off_t off)
+{
+	long	 r = syscall(SYS_pwrite64, fd, p, n, off);
+
+	if (io_track && r > 0) {
+		if (fd != io_fd)
+			io_unsynced = 0;
+		io_fd = fd;
+		io_unsynced += (size_t)r;
+		if (io_unsynced > io_max_unsynced)
+			io_max_unsynced = io_unsynced;
+	}
+	return (ssize_t)r;
+}
+
+static void
+io_synced(int fd)
+{
+	if (io_track && fd == io_fd) {
+		io_unsynced = 0;
+		io_syncs++;
+	}
+}
+
+int
+fdatasync(int fd)
+{
+	io_synced(fd);
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+int
+fsync(int fd)
+{
+	io_synced(fd);
+	return (int)syscall(SYS_fsync, fd);
+}
+
+/*
+ * A queue larger than AUDITFMT_MAX_BATCH is written and synced as several
+ * batches, each at most AUDITFMT_MAX_BATCH bytes: a crash can then only
+ * tear the last one (auditfmt.h "Batches"). The close batch too.
+ */
+static void
+test_batches_capped(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	static char		 j[65536 + 64];
+	char			 err[256];
+	size_t			 len;
+	int			 i;
+
+	(void)state;
+	f->c.audit_checkpoint_records = 1000000;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	len = (size_t)snprintf(j, sizeof(j), "{\"type\":\"disclosure\","
+	    "\"pad\":\"");
+	memset(j + len, 'b', 65536);
+	len += 65536;
+	memcpy(j + len, "\"}", 3);
+	len += 2;
+	/* 5 MiB queued, one commit. */
+	for (i = 0; i < 80; i++)
+		assert_int_equal(audit_writer_append(w, j, len, NULL), 0);
+	io_track = 1;
+	io_max_unsynced = 0;
+	io_syncs = 0;
+	assert_int_equal(audit_writer_commit(w), 0);
+	assert_true(io_max_unsynced <= AUDITFMT_MAX_BATCH);
+	assert_true(io_max_unsynced > AUDITFMT_MAX_BATCH / 2);
+	assert_true(io_syncs >= 3);
+	/* ... and the queue of the clean close (stop record, checkpoint). */
+	for (i = 0; i < 40; i++)
+		assert_int_equal(audit_writer_append(w, j, len, NULL), 0);
+	io_max_unsynced = 0;
+	audit_writer_close(w, 1);
+	io_track = 0;
+	assert_true(io_max_unsynced <= AUDITFMT_MAX_BATCH);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	fx_free(f);
+}
+
 static void
 test_record_bytes(void **state)
 {
@@ -662,6 +756,7 @@ main(void)
 		cmocka_unit_test(test_rotation_by_size_and_time),
 		cmocka_unit_test(test_write_error_recovers_in_new_segment),
 		cmocka_unit_test(test_record_bytes),
+		cmocka_unit_test(test_batches_capped),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
