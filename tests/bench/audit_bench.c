@@ -22,7 +22,7 @@
 #include "conf.h"
 
 /*
- * usage: audit_bench [DIR] [SECONDS]
+ * usage: audit_bench [DIR] [SECONDS] [CHECKPOINT_RECORDS]
  * DIR (default: a new /tmp directory, removed afterwards) receives
  * signer.pem, reader.pub, reader.key and the log in DIR/audit, kept when
  * DIR is given so `subgatectl audit verify|show` can be run on it.
@@ -192,7 +192,8 @@ main(int argc, char **argv)
 	double			 cpu0, cpu1, user0, user1;
 	uint64_t		 total, unav;
 	size_t			 li;
-	int			 i, nthr, keep = argc > 1;
+	int			 i, nthr, keep = argc > 1 && argv[1][0] != '\0';
+	int			 ckrec = argc > 3 ? atoi(argv[3]) : 1000;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (keep) {
@@ -223,7 +224,7 @@ main(int argc, char **argv)
 	c.audit_instance = "bench";
 	c.audit_segment_bytes = 64 << 20;
 	c.audit_segment_seconds = 86400;
-	c.audit_checkpoint_records = 1000;
+	c.audit_checkpoint_records = ckrec > 0 ? ckrec : 1000;
 	c.audit_checkpoint_seconds = 10;
 	c.keys_audit_readers = readers;
 	c.keys_naudit_readers = 1;
