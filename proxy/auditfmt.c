@@ -1104,6 +1104,11 @@ auditfmt_tail_torn(const unsigned char *data, size_t len, size_t off)
 
 	if (off >= len)
 		return 1;
+	/* The header is synced in a segment's first batch, before any other
+	 * (and that batch fits in its first page): damage to it is never a
+	 * lost last batch. */
+	if (off == 0)
+		return 0;
 	/* Anything non-zero beyond the window: not one lost batch. */
 	if (len - off > AUDITFMT_MAX_BATCH &&
 	    !is_zero(data + off + AUDITFMT_MAX_BATCH,

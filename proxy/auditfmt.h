@@ -35,7 +35,9 @@
  *     the lost batch, not part of the log (frames there that happen to
  *     look intact included);
  *   - damage with non-zero bytes further than AUDITFMT_MAX_BATCH after it
- *     is corruption (it cannot be the last batch).
+ *     is corruption (it cannot be the last batch), and so is a damaged
+ *     header frame with non-zero bytes after it (the header is synced in
+ *     the segment's first batch, before any other).
  *   In a segment that ends with an intact close checkpoint, or that a
  *   later segment follows, any damaged frame is corruption. (Damage to
  *   the close checkpoint itself reads as a torn tail: a lost close batch,
@@ -282,8 +284,8 @@ void	auditfmt_segment_scan(const unsigned char *data, size_t len,
  * The frame at data[off] (a frame boundary; data[0..len) is the whole
  * segment) does not decode: 1 if that is a torn tail by the batch rule
  * above (every non-zero byte from off on lies within AUDITFMT_MAX_BATCH
- * bytes of off, and no intact close checkpoint ends the data), else 0
- * (corruption). The caller checks that no close checkpoint precedes off.
+ * bytes of off, off is not 0 (the header), and no intact close
+ * checkpoint ends the data), else 0 (corruption). The caller checks that no close checkpoint precedes off.
  */
 int	auditfmt_tail_torn(const unsigned char *data, size_t len, size_t off);
 

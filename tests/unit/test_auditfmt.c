@@ -1139,6 +1139,21 @@ test_lost_page_in_last_batch(void **state)
 	assert_null(w);
 	assert_non_null(strstr(err, "damaged frame"));
 
+	/* In the window, but in the header frame: corruption (the header
+	 * is synced in the first batch); the writer keeps the segment. */
+	copy_dir(saved, f->dir);
+	seg_path(f, 1, p, sizeof(p));
+	memcpy(m, seg, len);
+	memset(m + 20, 0, 8);
+	auditfmt_segment_scan(m, len, &sc);
+	assert_int_equal(sc.tail, AUDITFMT_TAIL_CORRUPT);
+	assert_int_equal(sc.valid_len, 0);
+	spill(p, m, len);
+	assert_int_equal(verify_dir(f, NULL, err, sizeof(err)),
+	    AUDITFMT_TAMPERED);
+	assert_null(audit_writer_open(&f->c, err, sizeof(err)));
+	assert_int_equal(access(p, F_OK), 0);
+
 	/* In the window, but the segment was closed (an intact close
 	 * checkpoint ends it): corruption too. */
 	copy_dir(saved, f->dir);
