@@ -1949,48 +1949,82 @@ audit_subject_normalise(const char *value, size_t len,
 /* HMAC is fetched once: a one-shot HMAC() looks the algorithm up on
  * every call, and subject hashes are taken on the request path. */
 static EVP_MAC		*subject_mac;
+static pthread_key_t	 subject_tkey;
+static int		 subject_tkey_ok;
 static pthread_once_t	 subject_mac_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Each thread keeps one context keyed with the last index key it saw:
+ * re-initialising with the same key skips the digest lookup that keying
+ * costs. The cached key copy is the index key the daemon holds anyway;
+ * both are wiped and freed when the thread exits.
+ */
+struct subject_cache {
+	EVP_MAC_CTX	*ctx;
+	unsigned char	 key[32];
+};
+
+static void
+subject_cache_free(void *p)
+{
+	struct subject_cache	*c = p;
+
+	EVP_MAC_CTX_free(c->ctx);
+	OPENSSL_cleanse(c, sizeof(*c));
+	free(c);
+}
 
 static void
 subject_mac_init(void)
 {
 	subject_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	subject_tkey_ok = pthread_key_create(&subject_tkey,
+	    subject_cache_free) == 0;
 }
 
-/*
- * Each thread keeps one context keyed with the last index key it saw:
- * re-initialising with the same key skips the digest lookup that keying
- * costs. The cached key copy lives as long as the thread (it is the index
- * key the daemon holds anyway).
- */
-static __thread EVP_MAC_CTX	*subject_ctx;
-static __thread unsigned char	 subject_key[32];
+static struct subject_cache *
+subject_cache(void)
+{
+	struct subject_cache	*c;
+
+	pthread_once(&subject_mac_once, subject_mac_init);
+	if (subject_mac == NULL || !subject_tkey_ok)
+		return NULL;
+	if ((c = pthread_getspecific(subject_tkey)) != NULL)
+		return c;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((c->ctx = EVP_MAC_CTX_new(subject_mac)) == NULL ||
+	    pthread_setspecific(subject_tkey, c) != 0) {
+		EVP_MAC_CTX_free(c->ctx);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
 
 static int
 subject_hmac(const unsigned char key[32], const char *p, size_t len,
     unsigned char mac[32])
 {
-	OSSL_PARAM	 params[2];
-	size_t		 outl = 0;
-	int		 same;
+	struct subject_cache	*c;
+	OSSL_PARAM		 params[2];
+	size_t			 outl = 0;
+	int			 same;
 
-	pthread_once(&subject_mac_once, subject_mac_init);
-	if (subject_mac == NULL)
+	if ((c = subject_cache()) == NULL)
 		return -1;
-	if (subject_ctx == NULL &&
-	    (subject_ctx = EVP_MAC_CTX_new(subject_mac)) == NULL)
-		return -1;
-	same = CRYPTO_memcmp(subject_key, key, 32) == 0 &&
-	    EVP_MAC_CTX_get_mac_size(subject_ctx) == 32;
+	same = CRYPTO_memcmp(c->key, key, 32) == 0 &&
+	    EVP_MAC_CTX_get_mac_size(c->ctx) == 32;
 	params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256",
 	    0);
 	params[1] = OSSL_PARAM_construct_end();
-	if ((same ? EVP_MAC_init(subject_ctx, NULL, 0, NULL) :
-	    EVP_MAC_init(subject_ctx, key, 32, params)) != 1)
+	if ((same ? EVP_MAC_init(c->ctx, NULL, 0, NULL) :
+	    EVP_MAC_init(c->ctx, key, 32, params)) != 1)
 		return -1;
-	memcpy(subject_key, key, 32);
-	if (EVP_MAC_update(subject_ctx, (const unsigned char *)p, len) != 1 ||
-	    EVP_MAC_final(subject_ctx, mac, &outl, 32) != 1 || outl != 32)
+	memcpy(c->key, key, 32);
+	if (EVP_MAC_update(c->ctx, (const unsigned char *)p, len) != 1 ||
+	    EVP_MAC_final(c->ctx, mac, &outl, 32) != 1 || outl != 32)
 		return -1;
 	return 0;
 }
