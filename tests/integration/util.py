@@ -1107,6 +1107,22 @@ class Gateway:
 			if n == name and all(l.get(k) == str(x) for k, x in labels.items())]
 		return sum(vals) if vals else None
 
+	def settle_request_log(self, timeout=5.0):
+		"""Wait until every request counted in subgate_requests_total has its
+		line in the log (workers write request lines at the end of an
+		event-loop iteration, which can come just after the client has its
+		answer). No-op without the admin listener."""
+		if not self.admin_enabled or not self.running:
+			return
+
+		def settled():
+			try:
+				n = self.metric("subgate_requests_total") or 0
+			except (OSError, HarnessError, http.client.HTTPException):
+				return True
+			return self.log_text().count(" msg=request ") >= n
+		wait_until(settled, timeout, what="request lines for every counted request")
+
 	def generation(self):
 		if not self.admin_enabled:
 			return None
