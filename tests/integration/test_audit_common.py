@@ -292,6 +292,8 @@ class AuditEnv:
 		attach(request, *([self.gw] if self.gw else []), *self.procs.values())
 		for p in self.procs.values():
 			p.clear()
+		if self.gw:
+			self.gw.settle_request_log()	# as Env.use in test_gateway_common
 		self.log0 = self.gw.log_size() if self.gw else 0
 		return self
 
