@@ -461,8 +461,8 @@ request_method_name(const struct request *r)
 	return "other";
 }
 
-/* Append "." and the three digits of v % 1000. */
-static void
+/* Append "." and the three digits of v % 1000. 0 or -1. */
+static int
 append_frac3(struct buf *b, unsigned long long v)
 {
 	char	d[4];
@@ -471,44 +471,45 @@ append_frac3(struct buf *b, unsigned long long v)
 	d[1] = (char)('0' + v / 100 % 10);
 	d[2] = (char)('0' + v / 10 % 10);
 	d[3] = (char)('0' + v % 10);
-	buf_append(b, d, 4);
+	return buf_append(b, d, 4);
 }
 
-/* Append us microseconds as milliseconds with three decimals. */
-static void
+/* Append us microseconds as milliseconds with three decimals. 0 or -1. */
+static int
 append_ms(struct buf *b, unsigned long long us)
 {
-	buf_append_u64(b, us / 1000);
-	append_frac3(b, us % 1000);
+	return buf_append_u64(b, us / 1000) | append_frac3(b, us % 1000);
 }
 
 /*
  * Prometheus label text for a request into w->labels: integration, tenant
  * (when the admin section asks for it) and status code; or the integration
- * alone. Names from the config, never request data.
+ * alone. Names from the config, never request data. NULL when memory ran
+ * out (the observation is dropped, never recorded under cut labels).
  */
 static const char *
 request_labels(struct worker *w, const char *ig, const char *tenant,
     int status)
 {
 	struct buf	*b = &w->labels;
+	int		 e = 0;
 
 	if (b->data != NULL)
 		buf_truncate(b, 0);
-	buf_append_str(b, "integration=\"");
-	buf_append_str(b, ig);
-	buf_append_char(b, '"');
+	e |= buf_append_str(b, "integration=\"");
+	e |= buf_append_str(b, ig);
+	e |= buf_append_char(b, '"');
 	if (tenant != NULL) {
-		buf_append_str(b, ",tenant=\"");
-		buf_append_str(b, tenant);
-		buf_append_char(b, '"');
+		e |= buf_append_str(b, ",tenant=\"");
+		e |= buf_append_str(b, tenant);
+		e |= buf_append_char(b, '"');
 	}
 	if (status > 0) {
-		buf_append_str(b, ",code=\"");
-		buf_append_u64(b, (unsigned long long)status);
-		buf_append_char(b, '"');
+		e |= buf_append_str(b, ",code=\"");
+		e |= buf_append_u64(b, (unsigned long long)status);
+		e |= buf_append_char(b, '"');
 	}
-	return b->data != NULL ? b->data : "";
+	return e == 0 ? b->data : NULL;
 }
 
 /*
@@ -528,18 +529,21 @@ request_account(struct conn *c)
 	unsigned long long dus;
 	const char	*ig = r->ig ? r->ig->name : "-";
 	const char	*tenant = r->tenant ? r->tenant->id : "-";
-	int		 tenant_labels;
+	const char	*labels;
+	size_t		 start;
+	int		 tenant_labels, e = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	dur = ts_diff(&r->t0, &now);
 	tenant_labels = r->gen && r->gen->conf->admin_tenant_labels;
-	metrics_add(w->metrics, "subgate_requests_total", request_labels(w, ig,
-	    tenant_labels ? tenant : NULL, r->status), 1);
+	if ((labels = request_labels(w, ig, tenant_labels ? tenant : NULL,
+	    r->status)) != NULL)
+		metrics_add(w->metrics, "subgate_requests_total", labels, 1);
 	metrics_observe(w->metrics, "subgate_request_duration_seconds", "",
 	    dur);
-	if (r->rep.fields.count[POLICY_DROP] + r->rep.fields.dropped_nonscalar > 0)
-		metrics_add(w->metrics, "subgate_fields_dropped_total",
-		    request_labels(w, ig, NULL, 0),
+	if (r->rep.fields.count[POLICY_DROP] + r->rep.fields.dropped_nonscalar >
+	    0 && (labels = request_labels(w, ig, NULL, 0)) != NULL)
+		metrics_add(w->metrics, "subgate_fields_dropped_total", labels,
 		    r->rep.fields.count[POLICY_DROP] +
 		    r->rep.fields.dropped_nonscalar);
 	if (!log_enabled(LOG_LVL_INFO))
@@ -551,30 +555,35 @@ request_account(struct conn *c)
 		w->log_sec = wall.tv_sec;
 	}
 	dus = (unsigned long long)(dur * 1e6);
-	buf_append_str(lb, "time=");
-	buf_append_str(lb, w->log_ts);
-	append_frac3(lb, (unsigned long long)wall.tv_nsec / 1000000);
-	buf_append_str(lb, "Z level=info msg=request request_id=");
-	buf_append_str(lb, r->id);
-	buf_append_str(lb, " tenant=");
-	buf_append_str(lb, tenant);
-	buf_append_str(lb, " integration=");
-	buf_append_str(lb, ig);
-	buf_append_str(lb, " method=");
-	buf_append_str(lb, request_method_name(r));
-	buf_append_str(lb, " endpoint=\"");
-	buf_append_str(lb, r->ep ? r->ep->path : "-");
-	buf_append_str(lb, "\" status=");
-	buf_append_u64(lb, (unsigned long long)r->status);
-	buf_append_str(lb, " bytes_in=");
-	buf_append_u64(lb, r->bytes_in);
-	buf_append_str(lb, " bytes_out=");
-	buf_append_u64(lb, r->bytes_out);
-	buf_append_str(lb, " duration_ms=");
-	append_ms(lb, dus);
-	buf_append_str(lb, " upstream_ms=");
-	append_ms(lb, (unsigned long long)(r->upstream_s * 1e6));
-	buf_append_char(lb, '\n');
+	start = lb->len;
+	e |= buf_append_str(lb, "time=");
+	e |= buf_append_str(lb, w->log_ts);
+	e |= append_frac3(lb, (unsigned long long)wall.tv_nsec / 1000000);
+	e |= buf_append_str(lb, "Z level=info msg=request request_id=");
+	e |= buf_append_str(lb, r->id);
+	e |= buf_append_str(lb, " tenant=");
+	e |= buf_append_str(lb, tenant);
+	e |= buf_append_str(lb, " integration=");
+	e |= buf_append_str(lb, ig);
+	e |= buf_append_str(lb, " method=");
+	e |= buf_append_str(lb, request_method_name(r));
+	e |= buf_append_str(lb, " endpoint=\"");
+	e |= buf_append_str(lb, r->ep ? r->ep->path : "-");
+	e |= buf_append_str(lb, "\" status=");
+	e |= buf_append_u64(lb, (unsigned long long)r->status);
+	e |= buf_append_str(lb, " bytes_in=");
+	e |= buf_append_u64(lb, r->bytes_in);
+	e |= buf_append_str(lb, " bytes_out=");
+	e |= buf_append_u64(lb, r->bytes_out);
+	e |= buf_append_str(lb, " duration_ms=");
+	e |= append_ms(lb, dus);
+	e |= buf_append_str(lb, " upstream_ms=");
+	e |= append_ms(lb, (unsigned long long)(r->upstream_s * 1e6));
+	e |= buf_append_char(lb, '\n');
+	if (e != 0) {		/* out of memory: no half line */
+		buf_truncate(lb, start);
+		return;
+	}
 	if (lb->len >= LOG_FLUSH_BYTES)
 		worker_flush_log(w);
 	else
