@@ -11,7 +11,6 @@ import hmac
 import json
 import os
 import re
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import util
-from util import HarnessError
+from util import HarnessError, attach, gateway_problems
 
 SECRET = util.CRM_TOKEN.split()[-1]
 
@@ -219,30 +218,6 @@ def wait_gone(pid, timeout=10.0):
 
 # --------------------------------------------------------------------------
 # a gateway with keys, audit and the full policy, shared by a module
-
-def attach(request, *objs):
-	"""As conftest._register: logs of objs go into the report if the test fails."""
-	reg = getattr(request.node, "_subgate_harness", None)
-	if reg is None:
-		reg = request.node._subgate_harness = []
-	for o in objs:
-		if o not in reg:
-			reg.append(o)
-
-
-def gateway_problems(gw, rc):
-	out = []
-	if gw.expect_crash:
-		return out
-	san = gw.sanitizer_report()
-	if san:
-		out.append("%s: sanitizer report in the log:\n%s" % (gw.name, san))
-	if rc is not None and rc < 0 and rc != -signal.SIGTERM:
-		out.append("%s ended on signal %d" % (gw.name, -rc))
-	if SECRET in gw.log_text():
-		out.append("%s: the injected Authorization secret is in the log" % gw.name)
-	return out
-
 
 class AuditEnv:
 	"""Processors and one gateway on util.make_config with keys and the full

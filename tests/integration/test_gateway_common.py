@@ -17,7 +17,7 @@ import time
 import pytest
 
 import util
-from util import HarnessError
+from util import HarnessError, attach, gateway_problems
 
 # The secret part of the Authorization value the default config injects
 # (util.CRM_TOKEN): it must never show in a response or in a log.
@@ -108,36 +108,10 @@ class Env:
 		if self.gw is not None:
 			rc = self.gw.stop()
 			problems += gateway_problems(self.gw, rc)
-			if SECRET in self.gw.log_text():
-				problems.append("%s: the injected Authorization secret is in the log"
-						% self.gw.name)
 		for p in self.procs.values():
 			p.stop()
 		if check and problems:
 			pytest.fail("\n".join(problems), pytrace=False)
-
-
-def gateway_problems(gw, rc):
-	"""What conftest's gateway fixture would complain about after stop()."""
-	out = []
-	if gw.expect_crash:
-		return out
-	san = gw.sanitizer_report()
-	if san:
-		out.append("%s: sanitizer report in the log:\n%s" % (gw.name, san))
-	if rc is not None and rc < 0 and rc != -15:
-		out.append("%s ended on signal %d" % (gw.name, -rc))
-	return out
-
-
-def attach(request, *objs):
-	"""As conftest._register: logs of objs go into the report if the test fails."""
-	reg = getattr(request.node, "_subgate_harness", None)
-	if reg is None:
-		reg = request.node._subgate_harness = []
-	for o in objs:
-		if o not in reg:
-			reg.append(o)
 
 
 # --------------------------------------------------------------------------

@@ -1180,3 +1180,33 @@ def parse_metrics(text):
 			continue
 		out.append((m.group(1), labels, val))
 	return out
+
+
+# --------------------------------------------------------------------------
+# test environments (test_gateway_common.Env, test_audit_common.AuditEnv)
+
+def attach(request, *objs):
+	"""As conftest._register: logs of objs go into the report if the test fails."""
+	reg = getattr(request.node, "_subgate_harness", None)
+	if reg is None:
+		reg = request.node._subgate_harness = []
+	for o in objs:
+		if o not in reg:
+			reg.append(o)
+
+
+def gateway_problems(gw, rc):
+	"""What a module-scoped environment complains about after gw.stop() returned
+	rc: a sanitizer report, death by a signal, the injected processor secret in
+	the log. Nothing when gw.expect_crash."""
+	out = []
+	if gw.expect_crash:
+		return out
+	san = gw.sanitizer_report()
+	if san:
+		out.append("%s: sanitizer report in the log:\n%s" % (gw.name, san))
+	if rc is not None and rc < 0 and rc != -signal.SIGTERM:
+		out.append("%s ended on signal %d" % (gw.name, -rc))
+	if CRM_TOKEN.split()[-1] in gw.log_text():
+		out.append("%s: the injected Authorization secret is in the log" % gw.name)
+	return out
