@@ -140,35 +140,6 @@ mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void
-put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static uint32_t
-get_u32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
-static void
-put_u64(unsigned char *p, uint64_t v)
-{
-	put_u32(p, (uint32_t)(v >> 32));
-	put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t
-get_u64(const unsigned char *p)
-{
-	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
 /* pwrite all of p[0..n) at off. */
 static int
 pwrite_all(int fd, const void *p, size_t n, uint64_t off)
@@ -561,7 +532,7 @@ w_batch_len(const struct audit_writer *w, size_t off)
 	if (w->pending.len - off <= AUDITFMT_MAX_BATCH)
 		return w->pending.len - off;
 	while (off + n + AUDITFMT_FRAME_HDR <= w->pending.len) {
-		f = AUDITFMT_FRAME_HDR + get_u32(p + off + n);
+		f = AUDITFMT_FRAME_HDR + auditfmt_get_u32(p + off + n);
 		if (n > 0 && n + f > AUDITFMT_MAX_BATCH)
 			break;
 		n += f;
@@ -1552,8 +1523,8 @@ audit_msg_encode(struct buf *out, uint64_t cookie, const char *json_members,
 	if (len == 0 || len > AUDIT_MAX_RECORD ||
 	    buf_reserve(out, sizeof(h) + len) == -1)
 		return -1;
-	put_u32(h, (uint32_t)len);
-	put_u64(h + 4, cookie);
+	auditfmt_put_u32(h, (uint32_t)len);
+	auditfmt_put_u64(h + 4, cookie);
 	buf_append(out, h, sizeof(h));
 	buf_append(out, json_members, len);
 	return 0;
@@ -1568,12 +1539,12 @@ audit_msg_decode(const char *in, size_t len, size_t *consumed,
 
 	if (len < AUDIT_MSG_HDR)
 		return 0;
-	n = get_u32(p);
+	n = auditfmt_get_u32(p);
 	if (n == 0 || n > AUDIT_MAX_RECORD)
 		return -1;
 	if (len - AUDIT_MSG_HDR < n)
 		return 0;
-	*cookie = get_u64(p + 4);
+	*cookie = auditfmt_get_u64(p + 4);
 	*json = in + AUDIT_MSG_HDR;
 	*json_len = n;
 	*consumed = AUDIT_MSG_HDR + (size_t)n;
@@ -1588,8 +1559,8 @@ audit_ack_encode(struct buf *out, uint64_t cookie, uint64_t seq, int status)
 	a[0] = 'A';
 	a[1] = status == AUDIT_ACK_DURABLE ? 0 : 1;
 	a[2] = a[3] = 0;
-	put_u64(a + 4, cookie);
-	put_u64(a + 12, seq);
+	auditfmt_put_u64(a + 4, cookie);
+	auditfmt_put_u64(a + 12, seq);
 	return buf_append(out, a, sizeof(a));
 }
 
@@ -1608,8 +1579,8 @@ audit_ack_decode(const char *in, size_t len, size_t *consumed,
 	if (len < AUDIT_ACK_LEN)
 		return 0;
 	*status = p[1];
-	*cookie = get_u64(p + 4);
-	*seq = get_u64(p + 12);
+	*cookie = auditfmt_get_u64(p + 4);
+	*seq = auditfmt_get_u64(p + 12);
 	*consumed = AUDIT_ACK_LEN;
 	return 1;
 }

@@ -27,41 +27,12 @@ static const char kek_info[] = "subgate/v1 audit-kek";
 
 /* ---- byte helpers ---- */
 
-static void
-put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static void
-put_u64(unsigned char *p, uint64_t v)
-{
-	put_u32(p, (uint32_t)(v >> 32));
-	put_u32(p + 4, (uint32_t)v);
-}
-
-static uint32_t
-get_u32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t
-get_u64(const unsigned char *p)
-{
-	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
 static int
 append_u64(struct buf *b, uint64_t v)
 {
 	unsigned char	 p[8];
 
-	put_u64(p, v);
+	auditfmt_put_u64(p, v);
 	return buf_append(b, p, 8);
 }
 
@@ -92,7 +63,7 @@ cur_u64(struct cur *c)
 {
 	const unsigned char	*p = cur_take(c, 8);
 
-	return p ? get_u64(p) : 0;
+	return p ? auditfmt_get_u64(p) : 0;
 }
 
 static unsigned
@@ -231,9 +202,9 @@ auditfmt_frame_encode(struct buf *out, const void *body, size_t len)
 
 	if (len == 0 || len > AUDITFMT_MAX_BODY)
 		return -1;
-	put_u32(h, (uint32_t)len);
-	put_u32(h + 4, auditfmt_crc32c(0, h, 4));
-	put_u32(h + 8, auditfmt_crc32c(0, body, len));
+	auditfmt_put_u32(h, (uint32_t)len);
+	auditfmt_put_u32(h + 4, auditfmt_crc32c(0, h, 4));
+	auditfmt_put_u32(h + 8, auditfmt_crc32c(0, body, len));
 	if (buf_reserve(out, sizeof(h) + len) == -1)
 		return -1;
 	buf_append(out, h, sizeof(h));
@@ -255,16 +226,16 @@ auditfmt_frame_decode(const unsigned char *in, size_t len,
 	 * nothing but zeros after it is a torn tail. The zeros must follow
 	 * the whole frame (its header, when the length is not readable).
 	 */
-	if (get_u32(in + 4) != auditfmt_crc32c(0, in, 4))
+	if (auditfmt_get_u32(in + 4) != auditfmt_crc32c(0, in, 4))
 		return is_zero(in, len) || (len > AUDITFMT_FRAME_HDR &&
 		    is_zero(in + AUDITFMT_FRAME_HDR, len - AUDITFMT_FRAME_HDR)) ?
 		    0 : -1;
-	n = get_u32(in);
+	n = auditfmt_get_u32(in);
 	if (n == 0 || n > AUDITFMT_MAX_BODY)
 		return -1;
 	if (len - AUDITFMT_FRAME_HDR < n)
 		return 0;
-	if (get_u32(in + 8) != auditfmt_crc32c(0, in + AUDITFMT_FRAME_HDR, n))
+	if (auditfmt_get_u32(in + 8) != auditfmt_crc32c(0, in + AUDITFMT_FRAME_HDR, n))
 		return len - AUDITFMT_FRAME_HDR > n &&
 		    is_zero(in + AUDITFMT_FRAME_HDR + n,
 		    len - AUDITFMT_FRAME_HDR - n) ? 0 : -1;
@@ -462,7 +433,7 @@ derive_kek(EVP_PKEY *priv, EVP_PKEY *peer, uint64_t segment_id,
 	if (is_zero(ss, 32))
 		goto fail;
 	memcpy(info, kek_info, sizeof(kek_info) - 1);
-	put_u64(info + sizeof(kek_info) - 1, segment_id);
+	auditfmt_put_u64(info + sizeof(kek_info) - 1, segment_id);
 	memcpy(info + sizeof(kek_info) - 1 + 8, eph, 32);
 	memcpy(info + sizeof(kek_info) - 1 + 40, rpub, 32);
 	if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL ||
@@ -561,7 +532,7 @@ gcm(int enc, const unsigned char key[32], const unsigned char iv[12],
 static void
 wrap_aad(unsigned char aad[40], uint64_t segment_id, const unsigned char id[32])
 {
-	put_u64(aad, segment_id);
+	auditfmt_put_u64(aad, segment_id);
 	memcpy(aad + 8, id, 32);
 }
 
@@ -665,7 +636,7 @@ static void
 rec_nonce(unsigned char iv[12], uint64_t frame_index)
 {
 	memset(iv, 0, 4);
-	put_u64(iv + 4, frame_index);
+	auditfmt_put_u64(iv + 4, frame_index);
 }
 
 int
@@ -678,10 +649,10 @@ auditfmt_record_seal(struct buf *out, const unsigned char dkey[32],
 	if (len > AUDITFMT_MAX_BODY - REC_PLAIN - AUDITFMT_TAG ||
 	    buf_reserve(out, REC_PLAIN + len + AUDITFMT_TAG) == -1)
 		return -1;
-	put_u64(aad, segment_id);
+	auditfmt_put_u64(aad, segment_id);
 	aad[8] = AUDITFMT_RECORD;
-	put_u64(aad + 9, seq);
-	put_u64(aad + 17, time_ms);
+	auditfmt_put_u64(aad + 9, seq);
+	auditfmt_put_u64(aad + 17, time_ms);
 	rec_nonce(iv, frame_index);
 	buf_append(out, aad + 8, REC_PLAIN);
 	if (gcm(1, dkey, iv, aad, sizeof(aad), (const unsigned char *)json, len,
@@ -700,8 +671,8 @@ auditfmt_record_peek(const unsigned char *body, size_t len, uint64_t *seq,
 {
 	if (len < REC_PLAIN + AUDITFMT_TAG || body[0] != AUDITFMT_RECORD)
 		return -1;
-	*seq = get_u64(body + 1);
-	*time_ms = get_u64(body + 9);
+	*seq = auditfmt_get_u64(body + 1);
+	*time_ms = auditfmt_get_u64(body + 9);
 	return 0;
 }
 
@@ -722,7 +693,7 @@ record_open(EVP_CIPHER_CTX *ctx, const unsigned char *key, struct buf *out,
 	ptlen = ctlen - AUDITFMT_TAG;
 	if (buf_reserve(out, ptlen) == -1)
 		return -1;
-	put_u64(aad, segment_id);
+	auditfmt_put_u64(aad, segment_id);
 	memcpy(aad + 8, body, REC_PLAIN);
 	rec_nonce(iv, frame_index);
 	if (gcm_run(ctx, 0, key, iv, aad, sizeof(aad), &ct, &ctlen, 1,
@@ -797,10 +768,10 @@ auditfmt_segkey_seal_frame(struct auditfmt_segkey *k, struct buf *out,
 	if (buf_reserve(out, AUDITFMT_FRAME_HDR + blen) == -1)
 		return -1;
 	f = (unsigned char *)out->data + out->len;
-	put_u64(aad, segment_id);
+	auditfmt_put_u64(aad, segment_id);
 	aad[8] = AUDITFMT_RECORD;
-	put_u64(aad + 9, seq);
-	put_u64(aad + 17, time_ms);
+	auditfmt_put_u64(aad + 9, seq);
+	auditfmt_put_u64(aad + 17, time_ms);
 	memcpy(f + AUDITFMT_FRAME_HDR, aad + 8, REC_PLAIN);
 	rec_nonce(iv, frame_index);
 	in[0] = (const unsigned char *)head;
@@ -813,9 +784,9 @@ auditfmt_segkey_seal_frame(struct auditfmt_segkey *k, struct buf *out,
 		OPENSSL_cleanse(f, AUDITFMT_FRAME_HDR + REC_PLAIN);
 		return -1;
 	}
-	put_u32(f, (uint32_t)blen);
-	put_u32(f + 4, auditfmt_crc32c(0, f, 4));
-	put_u32(f + 8, auditfmt_crc32c(0, f + AUDITFMT_FRAME_HDR, blen));
+	auditfmt_put_u32(f, (uint32_t)blen);
+	auditfmt_put_u32(f + 4, auditfmt_crc32c(0, f, 4));
+	auditfmt_put_u32(f + 8, auditfmt_crc32c(0, f + AUDITFMT_FRAME_HDR, blen));
 	out->len += AUDITFMT_FRAME_HDR + blen;
 	out->data[out->len] = '\0';
 	return 0;

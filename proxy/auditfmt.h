@@ -91,6 +91,36 @@
 
 #include "buf.h"
 
+/* Big-endian integers, as every field of the format is stored. */
+static inline void
+auditfmt_put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static inline void
+auditfmt_put_u64(unsigned char *p, uint64_t v)
+{
+	auditfmt_put_u32(p, (uint32_t)(v >> 32));
+	auditfmt_put_u32(p + 4, (uint32_t)v);
+}
+
+static inline uint32_t
+auditfmt_get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t
+auditfmt_get_u64(const unsigned char *p)
+{
+	return (uint64_t)auditfmt_get_u32(p) << 32 | auditfmt_get_u32(p + 4);
+}
+
 #define AUDITFMT_FRAME_HDR	12
 #define AUDITFMT_MAX_BODY	(4u << 20)
 /* The most bytes written to a segment between two syncs (one batch); a
