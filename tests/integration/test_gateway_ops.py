@@ -43,6 +43,17 @@ def e(request, env):
 # What a request on a connection the gateway closed raises.
 CLOSED = util.TLS_REFUSED + (http.client.HTTPException,)
 
+
+def refused_on_open_conn(c, path="/crm/v1/contacts/2"):
+	"""A request on an already open connection whose client is no longer
+	allowed gets 403 client_not_allowed, or the connection closed (which is a
+	refusal too)."""
+	try:
+		resp = c.request("GET", path)
+	except CLOSED:
+		return
+	check_error(resp, 403, "client_not_allowed")
+
 LOG_KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
@@ -391,12 +402,7 @@ def test_reload_removed_tenant_refused_on_open_connection(r):
 		cfg["tenants"] = [t for t in cfg["tenants"] if t["id"] != "globex"]
 		assert r.gw.reload(cfg=cfg).ok
 		r.crm.clear()
-		try:
-			resp = c.request("GET", "/crm/v1/contacts/2")
-		except CLOSED:
-			resp = None		# closing the connection is a refusal too
-		if resp is not None:
-			check_error(resp, 403, "client_not_allowed")
+		refused_on_open_conn(c)
 	no_new_records(r.crm)
 
 
@@ -427,12 +433,7 @@ def test_reload_new_crl_revokes_open_connection(r):
 		res = r.gw.reload()
 		assert res.ok, res.log
 		r.crm.clear()
-		try:
-			resp = c.request("GET", "/crm/v1/contacts/2")
-		except CLOSED:
-			resp = None
-		if resp is not None:
-			check_error(resp, 403, "client_not_allowed")
+		refused_on_open_conn(c)
 	no_new_records(r.crm)
 	tls_refused(r.gw, "tenant-globex")
 	# acme is not on the new CRL.
@@ -478,12 +479,7 @@ def test_reload_while_request_in_flight(r):
 			assert result["r"].status == 200, result["r"]
 			r.crm.set_mode()
 			r.crm.clear()
-			try:
-				resp = c.request("GET", "/crm/v1/contacts/2")
-			except CLOSED:
-				resp = None
-			if resp is not None:
-				check_error(resp, 403, "client_not_allowed")
+			refused_on_open_conn(c)
 		no_new_records(r.crm)
 	finally:
 		r.crm.set_mode()
