@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,6 +97,26 @@ struct audit_writer {
 	uint64_t	 last_space_ms, last_retention_ms, last_recovery_ms;
 	uint64_t	 fake_now;
 	uint64_t	 batch_ms;	/* time of the records being read, or 0 */
+	int		 stopping;	/* closing for good: no next key */
+
+	/*
+	 * The next signing key is made off the record path: after each
+	 * checkpoint a thread hands signer.next over to signer.key, then
+	 * generates the key the next checkpoint will certify and makes it
+	 * durable as signer.next. A checkpoint then only signs and syncs
+	 * with its batch. kp_mu guards the kp_ members below it.
+	 */
+	pthread_t	 kp_thread;
+	int		 kp_started;
+	pthread_mutex_t	 kp_mu;
+	pthread_cond_t	 kp_cv;
+	int		 kp_busy;	/* a job is queued or running */
+	int		 kp_handover;	/* job: rename signer.next first */
+	int		 kp_prepare;	/* job: then make a next key */
+	int		 kp_stop;
+	int		 kp_handover_failed;
+	EVP_PKEY	*kp_ready;	/* durable as signer.next, or NULL */
+	int		 handover_due;	/* signer.next is certified: move it */
 };
 
 /* ---- small helpers ---- */
@@ -684,10 +705,164 @@ print_checkpoint(const struct auditfmt_checkpoint *ck)
 	buf_free(&line);
 }
 
+/* ---- the next signing key ---- */
+
+/* signer.next becomes signer.key: the checkpoint certifying it is
+ * durable. 0, or -1 with errno. */
+static int
+kp_handover(int dirfd)
+{
+	if (faccessat(dirfd, SIGNER_NEXT, F_OK, 0) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (renameat(dirfd, SIGNER_NEXT, dirfd, SIGNER_KEY) == -1 ||
+	    fsync(dirfd) == -1)
+		return -1;
+	return 0;
+}
+
+/* A fresh key, durable as signer.next, or NULL. */
+static EVP_PKEY *
+kp_generate(int dirfd)
+{
+	EVP_PKEY	*k;
+
+	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL)
+		return NULL;
+	if (write_key_at(dirfd, SIGNER_NEXT, k) == -1) {
+		EVP_PKEY_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+static void *
+kp_main(void *arg)
+{
+	struct audit_writer	*w = arg;
+	EVP_PKEY		*k;
+	int			 handover, prepare, failed;
+
+	pthread_mutex_lock(&w->kp_mu);
+	for (;;) {
+		while (!w->kp_busy && !w->kp_stop)
+			pthread_cond_wait(&w->kp_cv, &w->kp_mu);
+		if (!w->kp_busy)
+			break;
+		handover = w->kp_handover;
+		prepare = w->kp_prepare;
+		pthread_mutex_unlock(&w->kp_mu);
+		failed = handover && kp_handover(w->dirfd) == -1;
+		if (failed)
+			log_warn("audit: replacing %s", SIGNER_KEY);
+		/* Never write signer.next over a key not yet handed over. */
+		k = prepare && !failed ? kp_generate(w->dirfd) : NULL;
+		pthread_mutex_lock(&w->kp_mu);
+		w->kp_ready = k;
+		w->kp_handover_failed = failed;
+		w->kp_handover = w->kp_prepare = w->kp_busy = 0;
+		pthread_cond_broadcast(&w->kp_cv);
+	}
+	pthread_mutex_unlock(&w->kp_mu);
+	return NULL;
+}
+
+static void
+kp_start(struct audit_writer *w)
+{
+	if (pthread_mutex_init(&w->kp_mu, NULL) != 0)
+		return;
+	if (pthread_cond_init(&w->kp_cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->kp_mu);
+		return;
+	}
+	if (pthread_create(&w->kp_thread, NULL, kp_main, w) != 0) {
+		pthread_cond_destroy(&w->kp_cv);
+		pthread_mutex_destroy(&w->kp_mu);
+		log_warnx("audit: no key thread; checkpoints make their keys");
+		return;
+	}
+	w->kp_started = 1;
+}
+
+/* Let the thread finish its job, then end it. */
+static void
+kp_stop(struct audit_writer *w)
+{
+	if (!w->kp_started)
+		return;
+	pthread_mutex_lock(&w->kp_mu);
+	w->kp_stop = 1;
+	pthread_cond_broadcast(&w->kp_cv);
+	pthread_mutex_unlock(&w->kp_mu);
+	pthread_join(w->kp_thread, NULL);
+	EVP_PKEY_free(w->kp_ready);
+	w->kp_ready = NULL;
+	pthread_cond_destroy(&w->kp_cv);
+	pthread_mutex_destroy(&w->kp_mu);
+	w->kp_started = 0;
+}
+
+/* Queue a job: hand signer.next over (after a checkpoint), then prepare
+ * the next key unless the writer is stopping. */
+static void
+kp_request(struct audit_writer *w, int handover)
+{
+	if (!w->kp_started) {
+		if (handover && kp_handover(w->dirfd) == -1) {
+			log_warn("audit: replacing %s", SIGNER_KEY);
+			w->handover_due = 1;
+		}
+		return;
+	}
+	pthread_mutex_lock(&w->kp_mu);
+	w->kp_handover |= handover;
+	w->kp_prepare = !w->stopping;
+	w->kp_busy = 1;
+	pthread_cond_signal(&w->kp_cv);
+	pthread_mutex_unlock(&w->kp_mu);
+}
+
 /*
- * Sign a checkpoint that certifies a fresh key, make it durable, then hand
- * the directory's key file over to the new key and wipe the old one. The
- * new key is on disk (signer.next) before the checkpoint naming it is.
+ * The key the next checkpoint certifies, durable as signer.next: the
+ * prepared one, else one made now. NULL (the writer has failed) if it
+ * cannot be written, or if signer.next still holds a certified key that
+ * cannot be handed over: writing over it would lose the current key.
+ */
+static EVP_PKEY *
+kp_take(struct audit_writer *w)
+{
+	EVP_PKEY	*k = NULL;
+
+	if (w->kp_started) {
+		pthread_mutex_lock(&w->kp_mu);
+		while (w->kp_busy)
+			pthread_cond_wait(&w->kp_cv, &w->kp_mu);
+		k = w->kp_ready;
+		w->kp_ready = NULL;
+		if (w->kp_handover_failed)
+			w->handover_due = 1;
+		w->kp_handover_failed = 0;
+		pthread_mutex_unlock(&w->kp_mu);
+	}
+	if (k != NULL)
+		return k;
+	if (w->handover_due) {
+		if (kp_handover(w->dirfd) == -1) {
+			w_fail(w, "handing " SIGNER_NEXT " over to "
+			    SIGNER_KEY);
+			return NULL;
+		}
+		w->handover_due = 0;
+	}
+	if ((k = kp_generate(w->dirfd)) == NULL)
+		w_fail(w, "writing " SIGNER_NEXT);
+	return k;
+}
+
+/*
+ * Sign a checkpoint that certifies the next key (durable as signer.next
+ * before the checkpoint naming it is) and make it durable; the key thread
+ * then hands the directory's key file over to the new key.
  */
 static int
 w_checkpoint(struct audit_writer *w, int kind, uint64_t aux1, uint64_t aux2,
@@ -701,13 +876,10 @@ w_checkpoint(struct audit_writer *w, int kind, uint64_t aux1, uint64_t aux2,
 	if (w->failed)
 		return -1;
 	memset(&ck, 0, sizeof(ck));
-	if ((next = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL ||
-	    auditfmt_pub_raw(next, ck.next_pub) == -1) {
-		log_warnx("audit: cannot generate the next signing key");
+	if ((next = kp_take(w)) == NULL)
 		goto out;
-	}
-	if (write_key_at(w->dirfd, SIGNER_NEXT, next) == -1) {
-		w_fail(w, "writing " SIGNER_NEXT);
+	if (auditfmt_pub_raw(next, ck.next_pub) == -1) {
+		log_warnx("audit: cannot read the next signing key");
 		goto out;
 	}
 	ck.kind = kind;
@@ -729,10 +901,7 @@ w_checkpoint(struct audit_writer *w, int kind, uint64_t aux1, uint64_t aux2,
 	}
 	if (w_sync(w) == -1)
 		goto out;
-	if (renameat(w->dirfd, SIGNER_NEXT, w->dirfd, SIGNER_KEY) == -1 ||
-	    fsync(w->dirfd) == -1)
-		log_warn("audit: replacing %s (the next start completes it)",
-		    SIGNER_KEY);
+	kp_request(w, 1);
 	EVP_PKEY_free(w->signer);
 	w->signer = next;
 	next = NULL;
@@ -1371,6 +1540,8 @@ audit_writer_open(const struct conf *c, char *err, size_t errlen)
 	if (w_load_signer(w, c->keys_audit_signer, n > 0 ? sc.signer_pub :
 	    NULL, err, errlen) == -1)
 		goto fail;
+	kp_start(w);
+	kp_request(w, 0);
 	w->last_ck_ms = now_ms(w);
 
 	if (n == 0) {
@@ -1490,11 +1661,13 @@ audit_writer_close(struct audit_writer *w, int clean)
 
 	if (w == NULL)
 		return;
+	w->stopping = 1;
 	if (clean && !w->failed && w->segfd != -1 && w->signer != NULL) {
 		w_rollback(w);
 		if (w_lifecycle(w, "stop", NULL) == 0)
 			w_segment_close(w);
 	}
+	kp_stop(w);
 	buf_free(&w->pending);
 	buf_free(&w->rec);
 	buf_free(&w->instance_json);

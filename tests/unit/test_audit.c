@@ -526,6 +526,168 @@ test_write_error_recovers_in_new_segment(void **state)
 	fx_free(f);
 }
 
+/* The public half of the private key in the audit directory's file
+ * name: 0, or -1 if there is none. */
+static int
+key_pub(struct fx *f, const char *name, unsigned char pub[32])
+{
+	char		 path[300];
+	FILE		*fp;
+	EVP_PKEY	*k;
+	int		 rc;
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	k = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	rc = k != NULL ? auditfmt_pub_raw(k, pub) : -1;
+	EVP_PKEY_free(k);
+	return rc;
+}
+
+/* Wait up to 5 s until the key file name holds a key other than not. */
+static void
+wait_key(struct fx *f, const char *name, const unsigned char *not,
+    unsigned char pub[32])
+{
+	int	 i;
+
+	for (i = 0; i < 500; i++) {
+		if (key_pub(f, name, pub) == 0 &&
+		    (not == NULL || memcmp(pub, not, 32) != 0))
+			return;
+		usleep(10000);
+	}
+	fail_msg("%s: no new key after 5 s", name);
+}
+
+static void
+append_n(struct audit_writer *w, int n, const char *tag)
+{
+	char	 j[128];
+	int	 i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(j, sizeof(j), "{\"type\":\"disclosure\","
+		    "\"tag\":\"%s\",\"i\":%d}", tag, i);
+		assert_int_equal(audit_writer_append(w, j, strlen(j), NULL), 0);
+	}
+	assert_int_equal(audit_writer_commit(w), 0);
+}
+
+/*
+ * The key a checkpoint certifies is made ahead, off the record path, and
+ * is durable as signer.next before that checkpoint: each periodic
+ * checkpoint certifies exactly the key that was waiting there, which then
+ * becomes signer.key, and the next one is prepared. A clean stop leaves
+ * no key waiting; a crash leaves an uncertified one, which the next start
+ * discards.
+ */
+static void
+test_next_key_prepared(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	unsigned char		 cur[32], next[32], got[32], stray[32];
+	char			 err[256];
+	int			 round;
+
+	(void)state;
+	f->c.audit_checkpoint_records = 5;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	assert_int_equal(key_pub(f, "signer.key", cur), 0);
+	wait_key(f, "signer.next", cur, next);
+	for (round = 0; round < 3; round++) {
+		append_n(w, 5, "k");
+		audit_writer_tick(w);
+		wait_key(f, "signer.key", cur, got);
+		assert_memory_equal(got, next, 32);
+		memcpy(cur, got, 32);
+		wait_key(f, "signer.next", cur, next);
+	}
+	audit_writer_close(w, 1);
+	assert_int_equal(key_pub(f, "signer.next", got), -1);
+	if (verify(f, err, sizeof(err)) != 0)
+		fail_msg("verify: %s", err);
+
+	/* A crash with a prepared key waiting. */
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	assert_int_equal(key_pub(f, "signer.key", cur), 0);
+	wait_key(f, "signer.next", cur, stray);
+	append_n(w, 2, "k");
+	audit_writer_close(w, 0);
+	assert_int_equal(key_pub(f, "signer.next", got), 0);
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("reopen: %s", err);
+	assert_int_equal(key_pub(f, "signer.key", got), 0);
+	assert_memory_not_equal(got, stray, 32);
+	append_n(w, 5, "k");
+	audit_writer_tick(w);
+	audit_writer_close(w, 1);
+	if (verify(f, err, sizeof(err)) != 0)
+		fail_msg("verify after the crash: %s", err);
+	fx_free(f);
+}
+
+/*
+ * When signer.next, certified by a durable checkpoint, cannot be moved
+ * over signer.key, it is never overwritten by a newer key (that would
+ * lose the key the log certified): the next checkpoint fails, records are
+ * refused, and once the move works the writer recovers with it.
+ */
+static void
+test_key_handover_failure(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	unsigned char		 cur[32], next[32], got[32];
+	char			 err[256], key[300], saved[300], inside[320];
+	int			 fd;
+
+	(void)state;
+	f->c.audit_checkpoint_records = 5;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	assert_int_equal(key_pub(f, "signer.key", cur), 0);
+	wait_key(f, "signer.next", cur, next);
+	snprintf(key, sizeof(key), "%s/signer.key", f->dir);
+	snprintf(saved, sizeof(saved), "%s/signer.saved", f->dir);
+	snprintf(inside, sizeof(inside), "%s/x", key);
+	/* A directory in the way: the rename fails (EISDIR). */
+	assert_int_equal(rename(key, saved), 0);
+	assert_int_equal(mkdir(key, 0700), 0);
+	assert_true((fd = open(inside, O_WRONLY | O_CREAT, 0600)) != -1);
+	close(fd);
+	append_n(w, 5, "h");
+	audit_writer_tick(w);		/* durable; the hand-over fails */
+	assert_true(audit_writer_available(w));
+	append_n(w, 5, "h");
+	audit_writer_tick(w);		/* the next checkpoint cannot */
+	assert_false(audit_writer_available(w));
+	assert_int_equal(key_pub(f, "signer.next", got), 0);
+	assert_memory_equal(got, next, 32);
+	assert_int_equal(unlink(inside), 0);
+	assert_int_equal(rmdir(key), 0);
+	assert_int_equal(unlink(saved), 0);
+	sleep(1);
+	audit_writer_tick(w);		/* recovery: moved, then a new key */
+	assert_true(audit_writer_available(w));
+	assert_int_equal(key_pub(f, "signer.key", got), 0);
+	append_n(w, 1, "h");
+	audit_writer_close(w, 1);
+	if (verify(f, err, sizeof(err)) != 0)
+		fail_msg("verify: %s", err);
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("reopen: %s", err);
+	audit_writer_close(w, 1);
+	fx_free(f);
+}
+
 /* What the record JSON must be, written the straightforward way. */
 static void
 expect_record(struct buf *out, uint64_t seq, uint64_t ms, const char *inst,
@@ -757,6 +919,8 @@ main(void)
 		cmocka_unit_test(test_write_error_recovers_in_new_segment),
 		cmocka_unit_test(test_record_bytes),
 		cmocka_unit_test(test_batches_capped),
+		cmocka_unit_test(test_next_key_prepared),
+		cmocka_unit_test(test_key_handover_failure),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
