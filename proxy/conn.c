@@ -729,7 +729,8 @@ subjects_collect(void *arg, enum policy_action a, const struct json_token *v,
 		buf_append(s->out, hex, 64);
 		buf_append_char(s->out, '"');
 	}
-	return buf_append(sink, v->raw, v->raw_len);
+	/* policy_collect_json passes no sink */
+	return sink != NULL ? buf_append(sink, v->raw, v->raw_len) : 0;
 }
 
 /*
@@ -803,7 +804,17 @@ request_disclosure(struct conn *c, struct buf *j)
 	buf_append_str(j, ",\"body_hmac\":\"");
 	buf_append_hex(j, mac, 32);
 	buf_append_char(j, '"');
-	if (r->ep->subjects != NULL && r->body.len > 0)
+	/*
+	 * A JSON body was read whole by rewrite_request's policy_apply_json
+	 * with this reader (the request is refused otherwise), so the
+	 * collect-only walk may skip what no subject path reaches. A form
+	 * body was never read as JSON: the checking walk keeps what it
+	 * always did there (nothing, unless the form body parses as JSON).
+	 */
+	if (r->ep->subjects != NULL && r->body.len > 0 && !r->form)
+		policy_collect_json(r->ep->subjects, c->w->json, r->body.data,
+		    r->body.len, &xf, err, sizeof(err));
+	else if (r->ep->subjects != NULL && r->body.len > 0)
 		policy_apply_response(r->ep->subjects, c->w->json, r->body.data,
 		    r->body.len, &xf, &sink, err, sizeof(err));
 	buf_append_str(j, ",\"subjects_hmac\":[");

@@ -815,6 +815,161 @@ error:
 	return -1;
 }
 
+/* ---- skipping values of a document known to be valid ---- */
+
+/* 1: a byte that ends a number or literal (or cannot start one). */
+static const unsigned char scalar_end[256] = {
+	[' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1, [','] = 1, [':'] = 1,
+	['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1,
+};
+
+/* What skim() stops at outside strings: 1 opens, 2 closes, 3 a quote. */
+static const unsigned char skim_class[256] = {
+	['{'] = 1, ['['] = 1, ['}'] = 2, [']'] = 2, ['"'] = 3,
+};
+
+/*
+ * The byte after the closing quote of the string whose opening quote is at
+ * p, or NULL when the string does not end before end. A backslash hides
+ * the byte after it; nothing else is looked at.
+ */
+static inline const unsigned char *
+skim_string(const unsigned char *p, const unsigned char *end)
+{
+	p++;
+	for (;;) {
+#ifdef __SSE2__
+		while (end - p >= 16) {
+			__m128i	v = _mm_loadu_si128((const __m128i *)
+				    (const void *)p);
+			unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+
+			if (m != 0) {
+				p += __builtin_ctz(m);
+				break;
+			}
+			p += 16;
+		}
+#else
+		while (end - p >= 8 && swar_special(p) == 0)
+			p += 8;
+#endif
+		while (p < end && *p != '"' && *p != '\\')
+			p++;
+		if (p == end)
+			return NULL;
+		if (*p == '"')
+			return p + 1;
+		if (end - p < 2)
+			return NULL;
+		p += 2;
+	}
+}
+
+/*
+ * From p inside level open containers: the byte after the bracket that
+ * closes the outermost of them, or NULL when the input ends first.
+ * Brackets are balanced by count, not by kind.
+ */
+static const unsigned char *
+skim(const unsigned char *p, const unsigned char *end, size_t level)
+{
+	for (;;) {
+#ifdef __SSE2__
+		while (end - p >= 16) {
+			/* '"', and with bit 5 set '{' for '{' '[', '}' for
+			 * '}' ']' */
+			__m128i	v = _mm_loadu_si128((const __m128i *)
+				    (const void *)p);
+			__m128i	l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+			unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+			    _mm_or_si128(_mm_cmpeq_epi8(l, _mm_set1_epi8('{')),
+			    _mm_cmpeq_epi8(l, _mm_set1_epi8('}')))));
+
+			if (m != 0) {
+				p += __builtin_ctz(m);
+				break;
+			}
+			p += 16;
+		}
+#endif
+		while (p < end && skim_class[*p] == 0)
+			p++;
+		if (p == end)
+			return NULL;
+		switch (skim_class[*p]) {
+		case 1:
+			level++;
+			p++;
+			break;
+		case 2:
+			p++;
+			if (--level == 0)
+				return p;
+			break;
+		default:
+			if ((p = skim_string(p, end)) == NULL)
+				return NULL;
+			break;
+		}
+	}
+}
+
+int
+json_skip_value(struct json_reader *r, char *err, size_t errlen)
+{
+	const unsigned char	*p = r->p, *end = r->end, *q;
+
+	if (r->state != ST_VALUE && r->state != ST_ARR_FIRST &&
+	    r->state != ST_ARR_NEXT)
+		return json_fail(r, p, "no value to skip here", err, errlen);
+	while (p < end && is_ws[*p])
+		p++;
+	if (p == end)
+		return json_fail(r, p, "unexpected end of document", err,
+		    errlen);
+	switch (*p) {
+	case '"':
+		q = skim_string(p, end);
+		break;
+	case '{':
+	case '[':
+		q = skim(p + 1, end, 1);
+		break;
+	default:
+		if (scalar_end[*p])
+			return json_fail(r, p, "expected a value", err, errlen);
+		for (q = p + 1; q < end && !scalar_end[*q]; q++)
+			;
+		break;
+	}
+	if (q == NULL)
+		return json_fail(r, p, "unterminated value", err, errlen);
+	r->p = q;
+	r->state = ST_AFTER;
+	return 0;
+}
+
+int
+json_skip_container(struct json_reader *r, char *err, size_t errlen)
+{
+	const unsigned char	*q;
+	struct json_token	 t;
+
+	if (r->depth == 0 || r->state == ST_ERROR)
+		return json_fail(r, r->p, "no open container to skip", err,
+		    errlen);
+	if ((q = skim(r->p, r->end, 1)) == NULL)
+		return json_fail(r, r->p, "unterminated container", err,
+		    errlen);
+	/* q - 1 is the closing bracket: close as json_next would */
+	r->p = q - 1;
+	return close_container(r, &t);
+}
+
 int
 json_validate(const char *buf, size_t len, int max_depth, char *err,
     size_t errlen)

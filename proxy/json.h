@@ -55,6 +55,23 @@ void	json_reader_reset(struct json_reader *r, const char *buf, size_t len);
  */
 int	json_next(struct json_reader *r, struct json_token *t, char *err,
 	    size_t errlen);
+/*
+ * Skipping without checking, for a document known to be valid under this
+ * reader's rules (a reader with the same depth limit accepted all of it):
+ * what is skipped is only balanced (quotes, backslashes, brackets by
+ * count), not validated, so on other input which bytes a skip covers is
+ * unspecified -- it never reads outside the buffer, though, and returns -1
+ * with err when the input ends first.
+ *
+ * json_skip_value: the value json_next would return next (after a KEY or
+ * inside an array): a scalar, or a whole object or array. 0 or -1 (also
+ * when no value comes next).
+ * json_skip_container: the rest of the innermost open container, up to and
+ * including its closing bracket, as if json_next had returned its END
+ * (e.g. right after its BEGIN). 0 or -1.
+ */
+int	json_skip_value(struct json_reader *r, char *err, size_t errlen);
+int	json_skip_container(struct json_reader *r, char *err, size_t errlen);
 /* Byte offset of the reader in its input (for error messages). */
 size_t	json_reader_offset(const struct json_reader *r);
 void	json_reader_free(struct json_reader *r);

@@ -1308,6 +1308,209 @@ policy_apply_response(const struct policy_rules *rules,
 	return pw_apply(rules, r, in, len, xf, out, NULL, 1, err, errlen);
 }
 
+/* ---- collecting: the response walk's transform calls, nothing written ---- */
+
+/*
+ * The same decisions as pw_run makes in response mode, but only for the
+ * calls to the transform: a value that cannot lead to a call (no rule
+ * looks at it or into it, or its rule is allow or drop) is skipped
+ * unread with json_skip_value/json_skip_container. Recursion follows the
+ * trie only (one level per rule segment); a "**" subtree is walked flat.
+ */
+struct pcollect {
+	struct json_reader		*r;
+	const struct policy_transform	*xf;
+	const struct pnode		**live;
+	char				*err;
+	size_t				 errlen;
+};
+
+static inline int
+pc_transforms(enum policy_action a)
+{
+	return a != POLICY_ALLOW && a != POLICY_DROP;
+}
+
+static int
+pc_fail(struct pcollect *c, const char *why)
+{
+	snprintf(c->err, c->errlen, "%s", why);
+	return -1;
+}
+
+static int
+pc_call(struct pcollect *c, enum policy_action a, const struct json_token *v)
+{
+	if (c->xf == NULL || c->xf->fn == NULL)
+		return pc_fail(c, "no transform for action");
+	if (c->xf->fn(c->xf->arg, a, v, NULL) == -1)
+		return pc_fail(c, "transform failed");
+	return 0;
+}
+
+/* Every scalar of the container at depth whose BEGIN was read, under a. */
+static int
+pc_sub(struct pcollect *c, enum policy_action a, int depth)
+{
+	struct json_token	 t;
+
+	for (;;) {
+		if (json_next(c->r, &t, c->err, c->errlen) == -1)
+			return -1;
+		if ((t.type == JSON_OBJECT_END || t.type == JSON_ARRAY_END) &&
+		    t.depth == depth)
+			return 0;
+		if (is_scalar(t.type) && pc_call(c, a, &t) == -1)
+			return -1;
+	}
+}
+
+/*
+ * The members of the container whose BEGIN was read, matched by the live
+ * nodes live[lo..hi), up to its END.
+ */
+static int
+pc_match(struct pcollect *c, size_t lo, size_t hi, int is_array)
+{
+	const struct pnode	**live = c->live, *n, *k;
+	struct json_token	 t, v;
+	size_t			 i, cs = hi, ce, idx;
+	int			 dstar, leaf, want;
+	enum policy_action	 da = POLICY_DROP, la = POLICY_DROP;
+
+	for (;;) {
+		ce = cs;
+		if (is_array) {
+			/* the same live nodes for every element */
+			for (i = lo; i < hi; i++)
+				if (live[i]->arr != NULL)
+					live[ce++] = live[i]->arr;
+		} else {
+			if (json_next(c->r, &t, c->err, c->errlen) == -1)
+				return -1;
+			if (t.type == JSON_OBJECT_END)
+				return 0;
+			for (i = lo; i < hi; i++) {
+				n = live[i];
+				if (n->nkids > 0 && (k = pnode_kid(n, t.str,
+				    t.str_len, &idx)) != NULL)
+					live[ce++] = k;
+				if (n->star != NULL)
+					live[ce++] = n->star;
+			}
+		}
+		dstar = leaf = want = 0;
+		for (i = cs; i < ce; i++) {
+			n = live[i];
+			if (n->has_dstar) {
+				dstar = 1;
+				da = n->dstar;
+			}
+			if (n->has_leaf) {
+				leaf = 1;
+				la = n->leaf;
+			}
+			if (n->nkids > 0 || n->star != NULL || n->arr != NULL)
+				want = 1;
+		}
+		if (dstar)
+			want = pc_transforms(da);
+		else if (leaf && pc_transforms(la))
+			want = 1;
+		if (!want) {
+			if (is_array)
+				return json_skip_container(c->r, c->err,
+				    c->errlen);
+			if (json_skip_value(c->r, c->err, c->errlen) == -1)
+				return -1;
+			continue;
+		}
+		if (json_next(c->r, &v, c->err, c->errlen) == -1)
+			return -1;
+		if (v.type == JSON_ARRAY_END)
+			return 0;	/* is_array: the array ended */
+		if (is_scalar(v.type)) {
+			if (!dstar && !leaf)
+				continue;
+			if (!dstar)
+				da = la;
+			if (pc_transforms(da) && pc_call(c, da, &v) == -1)
+				return -1;
+			continue;
+		}
+		if (dstar) {
+			if (pc_sub(c, da, v.depth) == -1)
+				return -1;
+			continue;
+		}
+		/* keep the live nodes that can match inside the container */
+		i = cs;
+		while (i < ce) {
+			n = live[i];
+			if (v.type == JSON_OBJECT_BEGIN ?
+			    n->nkids > 0 || n->star != NULL : n->arr != NULL)
+				i++;
+			else
+				live[i] = live[--ce];
+		}
+		if (ce == cs) {
+			if (json_skip_container(c->r, c->err, c->errlen) == -1)
+				return -1;
+		} else if (pc_match(c, cs, ce,
+		    v.type == JSON_ARRAY_BEGIN) == -1)
+			return -1;
+	}
+}
+
+int
+policy_collect_json(const struct policy_rules *rules, struct json_reader *r,
+    const char *in, size_t len, const struct policy_transform *xf,
+    char *err, size_t errlen)
+{
+	struct pcollect		 c;
+	struct json_token	 t;
+	const struct pnode	*livestack[PW_STACK_LIVE];
+	const struct pnode	*root = rules->root;
+	char			 dummy[1];
+	int			 rc = -1;
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	memset(&c, 0, sizeof(c));
+	c.r = r;
+	c.xf = xf;
+	c.err = err;
+	c.errlen = errlen;
+	c.live = livestack;
+	if (rules->nnodes + 1 > PW_STACK_LIVE &&
+	    (c.live = calloc(rules->nnodes + 1, sizeof(*c.live))) == NULL)
+		return pc_fail(&c, "out of memory");
+	json_reader_reset(r, in, len);
+	/* the reader refuses any root but an object */
+	if (json_next(r, &t, err, errlen) == -1)
+		goto done;
+	if (root->has_dstar) {
+		if (pc_transforms(root->dstar) ?
+		    pc_sub(&c, root->dstar, 1) == -1 :
+		    json_skip_container(r, err, errlen) == -1)
+			goto done;
+	} else {
+		c.live[0] = root;
+		if (pc_match(&c, 0, 1, 0) == -1)
+			goto done;
+	}
+	if (json_next(r, &t, err, errlen) == -1)
+		goto done;
+	rc = 0;
+done:
+	if (c.live != livestack)
+		free((void *)c.live);
+	return rc;
+}
+
 /* ---- root-level names (form fields) ---- */
 
 enum policy_action

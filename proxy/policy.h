@@ -108,6 +108,21 @@ int	policy_apply_response(const struct policy_rules *rules,
 	    size_t errlen);
 
 /*
+ * Collect only: make exactly the calls to xf that policy_apply_response
+ * would make for the same rules and document, in the same order and with
+ * the same tokens, but with out NULL (the transform must not write) and
+ * no output. Values that cannot lead to a call are skipped unread, so
+ * in[0..len) must be a document r's rules accept (e.g. one that
+ * policy_apply_json has just read with r): on other input the walk stays
+ * within the buffer and returns, but which calls it makes is unspecified.
+ * Returns 0, or -1 with err (input found malformed, a transform failed,
+ * memory).
+ */
+int	policy_collect_json(const struct policy_rules *rules,
+	    struct json_reader *r, const char *in, size_t len,
+	    const struct policy_transform *xf, char *err, size_t errlen);
+
+/*
  * Form fields and other flat names decided by body rules: the decision
  * for a scalar member name[0..len) of the root object, exactly as
  * policy_apply_json makes it for {"name": value}. So a name matches the

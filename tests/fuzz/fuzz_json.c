@@ -1,4 +1,4 @@
-/* fuzz_json.c -- libFuzzer target: strict JSON reader, validator and string writer */
+/* fuzz_json.c -- libFuzzer target: strict JSON reader, skipping, validator and string writer */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,6 +95,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
+
+	/* skipping some values unread: a valid document still reads to its
+	 * end; on any input the reader stays within it */
+	json_reader_reset(rd, in, size);
+	for (ntok = 0;; ntok++) {
+		if (json_next(rd, &t, err, sizeof(err)) == -1) {
+			CHECK(!valid);
+			break;
+		}
+		CHECK(json_reader_offset(rd) <= size);
+		if (t.type == JSON_EOF) {
+			CHECK(json_reader_offset(rd) == size);
+			break;
+		}
+		if (t.type == JSON_KEY && (ntok + size) % 2 == 0)
+			rc = json_skip_value(rd, err, sizeof(err));
+		else if ((t.type == JSON_OBJECT_BEGIN ||
+		    t.type == JSON_ARRAY_BEGIN) && (ntok + size) % 3 == 0)
+			rc = json_skip_container(rd, err, sizeof(err));
+		else
+			continue;
+		CHECK(json_reader_offset(rd) <= size);
+		if (rc == -1) {
+			CHECK(!valid);
+			break;
+		}
+	}
+
 	if (!valid)
 		return 0;
 	CHECK(json_utf8_valid(in, size));

@@ -1,4 +1,4 @@
-/* fuzz_policy.c -- libFuzzer target: a fixed rule set applied to arbitrary JSON */
+/* fuzz_policy.c -- libFuzzer target: a fixed rule set applied to arbitrary JSON, collect walk vs response walk */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,21 +38,30 @@ static const struct {
 static struct json_reader	*rd;
 static struct policy_rules	*rules;
 static struct policy_report	 rep;
-static struct buf		 out;
+static struct buf		 out, log_resp, log_coll;
 
 /* Transform: a fixed string, a refusal for short strings, the raw token
- * for non-strings. */
+ * for non-strings. With arg, each call is logged there (action, type,
+ * raw token); o is NULL under policy_collect_json. */
 static int
 xf(void *arg, enum policy_action a, const struct json_token *v,
     struct buf *o)
 {
-	size_t	 n;
+	struct buf	*log = arg;
+	size_t		 n;
 
-	(void)arg;
 	CHECK(a != POLICY_ALLOW && a != POLICY_DROP);
 	CHECK(v->type == JSON_STRING || v->type == JSON_NUMBER ||
 	    v->type == JSON_TRUE || v->type == JSON_FALSE ||
 	    v->type == JSON_NULL);
+	if (log != NULL) {
+		CHECK(buf_append_char(log, (char)('0' + a)) == 0);
+		CHECK(buf_append_char(log, (char)('0' + v->type)) == 0);
+		CHECK(buf_append(log, v->raw, v->raw_len) == 0);
+		CHECK(buf_append_char(log, '\n') == 0);
+	}
+	if (o == NULL)
+		return 0;
 	if (v->type != JSON_STRING)
 		return buf_append(o, v->raw, v->raw_len);
 	if (v->str_len < 2)
@@ -111,11 +120,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	buf_reset(&out);
+	buf_reset(&log_resp);
+	t.arg = &log_resp;
 	rc = policy_apply_response(rules, rd, in, size, &t, &out, err,
 	    sizeof(err));
 	CHECK((rc == 0) == valid);
 	if (rc == 0)
 		CHECK(json_validate(out.data, out.len, DEPTH, err,
 		    sizeof(err)) == 0);
+
+	/* the collect walk: on valid input exactly the response walk's
+	 * calls; on anything else it only has to stay in bounds */
+	buf_reset(&log_coll);
+	t.arg = &log_coll;
+	rc = policy_collect_json(rules, rd, in, size, &t, err, sizeof(err));
+	if (valid) {
+		CHECK(rc == 0);
+		CHECK(log_coll.len == log_resp.len);
+		CHECK(log_coll.len == 0 || memcmp(log_coll.data, log_resp.data,
+		    log_coll.len) == 0);
+	}
 	return 0;
 }

@@ -306,6 +306,118 @@ test_many_keys(void **state)
 	buf_free(&b);
 }
 
+/*
+ * Skipping: after json_skip_value on the value of "a" the next token is
+ * the key "z"; values are chosen so a bracket, quote or backslash inside a
+ * string, or a long one (the 16-byte scan), would throw a naive skip off.
+ */
+static const char *const skip_vals[] = {
+	"1", "-0.5e+3", "true", "null", "\"\"", "\"x\"",
+	"\"a}]\\\"{[\\\\\"", "\"\\\\\"", "\"0123456789abcdef0123456789\\\"abcdef\"",
+	"{}", "[]", " { \"k\" : [ 1 , { \"]\" : \"}\" } ] } ",
+	"[[[[\"]]]]\"]]]]", "{\"a\":{\"a\":{\"a\":\"\\u005d\"}}}",
+	"\"\xc3\xa9\\u00e9\"",
+};
+
+static void
+test_skip(void **state)
+{
+	struct json_reader	*r;
+	struct json_token	 t;
+	struct buf		 b = { 0 };
+	char			 err[128];
+	size_t			 i, k;
+
+	(void)state;
+	assert_non_null(r = json_reader_new(8));
+	for (i = 0; i < sizeof(skip_vals) / sizeof(skip_vals[0]); i++) {
+		buf_reset(&b);
+		buf_printf(&b, "{\"a\": %s ,\"z\":[%s,7]}", skip_vals[i],
+		    skip_vals[i]);
+		assert_int_equal(json_validate(b.data, b.len, 8, err,
+		    sizeof(err)), 0);
+		json_reader_reset(r, b.data, b.len);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(json_skip_value(r, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		if (t.type != JSON_KEY || t.str_len != 1 || t.str[0] != 'z')
+			fail_msg("%zu: skip_value of %s", i, skip_vals[i]);
+		/* inside an array: skip one element, read the next */
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(t.type, JSON_ARRAY_BEGIN);
+		assert_int_equal(json_skip_value(r, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(t.type, JSON_NUMBER);
+		assert_int_equal(t.raw[0], '7');
+		/* the rest of the array, of the root, then the end */
+		assert_int_equal(json_skip_container(r, err, sizeof(err)), 0);
+		assert_int_equal(json_skip_container(r, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(t.type, JSON_EOF);
+		assert_int_equal(json_reader_offset(r), b.len);
+
+		/* skip_container right after a BEGIN, keys of the parent
+		 * still checked for duplicates afterwards */
+		buf_reset(&b);
+		buf_printf(&b, "{\"a\":[%s],\"b\":{\"c\":%s},\"a\":1}",
+		    skip_vals[i], skip_vals[i]);
+		json_reader_reset(r, b.data, b.len);
+		for (k = 0; k < 3; k++)
+			assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(t.type, JSON_ARRAY_BEGIN);
+		assert_int_equal(json_skip_container(r, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(t.type, JSON_KEY);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(t.type, JSON_OBJECT_BEGIN);
+		assert_int_equal(t.depth, 2);
+		assert_int_equal(json_skip_container(r, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "duplicate key"));
+	}
+	/* what is skipped is not checked ... */
+	json_reader_reset(r, "{\"a\":[01,\"\x80\"],\"b\":2}", 20);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_skip_value(r, err, sizeof(err)), 0);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(t.type, JSON_KEY);
+	/* ... but input that ends inside it fails, at every cut */
+	buf_reset(&b);
+	buf_append_str(&b, "{\"a\":{\"b\":[\"}\\\"]\",{}]} }");
+	for (k = 5; k < b.len - 2; k++) {
+		json_reader_reset(r, b.data, k);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		if (json_skip_value(r, err, sizeof(err)) != -1)
+			fail_msg("cut at %zu: skipped", k);
+		json_reader_reset(r, b.data, k);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+		assert_int_equal(json_skip_container(r, err, sizeof(err)), -1);
+		assert_int_equal(json_next(r, &t, err, sizeof(err)), -1);
+	}
+	/* no value to skip: before a key, at a closing bracket, at the end */
+	json_reader_reset(r, "{\"a\":[]}", 8);
+	assert_int_equal(json_skip_value(r, err, sizeof(err)), -1);
+	json_reader_reset(r, "{\"a\":[]}", 8);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_skip_value(r, err, sizeof(err)), -1);
+	json_reader_reset(r, "{\"a\":[]}", 8);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_skip_value(r, err, sizeof(err)), -1);
+	json_reader_reset(r, "{}", 2);
+	assert_int_equal(json_skip_container(r, err, sizeof(err)), -1);
+	json_reader_reset(r, "{}", 2);
+	assert_int_equal(json_next(r, &t, err, sizeof(err)), 0);
+	assert_int_equal(json_skip_container(r, err, sizeof(err)), 0);
+	assert_int_equal(json_skip_container(r, err, sizeof(err)), -1);
+	json_reader_free(r);
+	buf_free(&b);
+}
+
 static void
 test_write_string(void **state)
 {
@@ -612,6 +724,7 @@ main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_skip),
 		cmocka_unit_test(test_write_string),
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_oracle),

@@ -1,4 +1,4 @@
-/* test_policy.c -- policy rules: grammar, conflicts, JSON filtering, reports, responses, names */
+/* test_policy.c -- policy rules: grammar, conflicts, JSON filtering, reports, responses, collecting, names */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1005,6 +1005,275 @@ test_property_allow_only(void **state)
 	json_reader_free(rd);
 }
 
+/* ---- collecting: the response walk's calls, without its output ---- */
+
+/* Logs every call: "<action> <type> <raw>[ <str>]\n"; fails at call fail_at. */
+struct xf_log {
+	struct buf	 log;
+	size_t		 n, fail_at;
+	int		 got_out;	/* out was not NULL */
+};
+
+static int
+xf_logger(void *arg, enum policy_action a, const struct json_token *v,
+    struct buf *out)
+{
+	struct xf_log	*l = arg;
+
+	buf_printf(&l->log, "%s %d ", policy_action_name(a), (int)v->type);
+	buf_append(&l->log, v->raw, v->raw_len);
+	if (v->type == JSON_STRING) {
+		buf_append_char(&l->log, ' ');
+		buf_append(&l->log, v->str, v->str_len);
+	}
+	buf_append_char(&l->log, '\n');
+	if (++l->n == l->fail_at)
+		return -1;
+	if (out == NULL)
+		return 0;
+	l->got_out = 1;
+	return buf_append(out, v->raw, v->raw_len);
+}
+
+/*
+ * policy_collect_json makes the calls policy_apply_response makes, in the
+ * same order with the same tokens, and returns what it returns. The number
+ * of calls, or -1 when the walks failed.
+ */
+static int
+collect_same(const struct policy_rules *r, struct json_reader *rd,
+    const char *doc, size_t len, size_t fail_at)
+{
+	struct xf_log		 a, b;
+	struct policy_transform	 xf = { xf_logger, NULL };
+	struct buf		 out = { 0 };
+	char			 err[256];
+	int			 rca, rcb;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.fail_at = b.fail_at = fail_at;
+	xf.arg = &a;
+	rca = policy_apply_response(r, rd, doc, len, &xf, &out, err,
+	    sizeof(err));
+	xf.arg = &b;
+	rcb = policy_collect_json(r, rd, doc, len, &xf, err, sizeof(err));
+	if (rca != rcb || a.log.len != b.log.len || (a.log.len > 0 &&
+	    memcmp(a.log.data, b.log.data, a.log.len) != 0))
+		fail_msg("on %.*s\n  response (%d):\n%s  collect (%d):\n%s",
+		    (int)len, doc, rca, a.log.len ? a.log.data : "",
+		    rcb, b.log.len ? b.log.data : "");
+	assert_false(b.got_out);
+	buf_free(&a.log);
+	buf_free(&b.log);
+	buf_free(&out);
+	return rca == -1 ? -1 : (int)a.n;
+}
+
+static const struct {
+	const char	*rules;
+	const char	*in;
+	int		 calls;
+} collect_vecs[] = {
+	/* the subjects shape: an escaped key matches; lookalikes and
+	 * brackets, quotes and backslashes in skipped strings do not */
+	{ "hash:contact.email;hash:contact.phone",
+	  "{ \"contact\" : {\"first_name\":\"M\", \"em\\u0061il\" : \"a@b.c\",\n"
+	  "  \"notes\":{\"email\":\"no\",\"x\":[\"}]\\\"{[\\\\\",{}]},"
+	  "\"phone\":\"+1 (415) 555-0142\"},\n"
+	  "  \"email\":\"no\",\"call\":{\"x\":\"}]\\\"{[\",\"contact\":"
+	  "{\"email\":\"no\"}},\"contact2\":{\"email\":\"no\"},\"t\":[1,[2]]}",
+	  2 },
+	/* every kind of scalar goes to the transform */
+	{ "hash:a;hash:b;hash:c;hash:d;hash:e",
+	  "{\"a\":12.5e3,\"b\":true,\"c\":null,\"d\":\"x\",\"e\":false,"
+	  "\"f\":1}", 5 },
+	/* allow and drop never call; a scalar rule on a container does not */
+	{ "allow:a;hash:a.b;drop:c;hash:d",
+	  "{\"a\":\"s\",\"c\":1,\"d\":{\"e\":1},\"b\":2}", 0 },
+	{ "allow:a;hash:a.b;drop:c;hash:d",
+	  "{\"a\":{\"b\":\"x\",\"c\":1},\"c\":{\"b\":1},\"d\":[3]}", 1 },
+	/* ** subtrees: all scalars under a transform, none under allow/drop */
+	{ "hash:a.**;allow:b.**;drop:c.**",
+	  "{\"a\":{\"x\":[1,{\"y\":\"z\"}],\"e\":[]},\"b\":{\"q\":1},"
+	  "\"c\":[2],\"d\":3}", 2 },
+	{ "hash:a.**", "{\"a\":\"s\",\"b\":{\"a\":1}}", 1 },
+	{ "hash:**", "{\"a\":[1,\"x\",{\"b\":null}],\"c\":{}}", 3 },
+	{ "allow:**", "{\"a\":[1,\"x\",{\"b\":null}],\"c\":{}}", 0 },
+	/* arrays, "*" and "[]" */
+	{ "tokenize:list[];format_preserve:*[].p;hash:m[][]",
+	  "{\"list\":[\"a\",{\"x\":\"y\"},3,[4]],\"u\":[{\"p\":\"1\"},"
+	  "{\"q\":\"2\"}],\"m\":[[1,2],3,[[4]]],\"v\":{\"p\":\"3\"}}", 5 },
+	{ "hash:a[]", "{\"a\":[],\"b\":[1]}", 0 },
+	/* a key and "*" both live at one level */
+	{ "hash:a.*;hash:a.k.z",
+	  "{\"a\":{\"k\":{\"z\":1,\"y\":2},\"j\":2,\"k2\":{\"z\":3}}}", 2 },
+	{ "mask:x.y.z[]", "{\"x\":{\"y\":{\"z\":[\"1\",[\"2\"],{}]}}}", 1 },
+	/* an empty document body object */
+	{ "hash:a", "{}", 0 },
+	{ "hash:a", " {\"a\" :\t\"v\" } \n", 1 },
+};
+
+static void
+test_collect(void **state)
+{
+	struct json_reader	*rd;
+	struct policy_rules	*r;
+	struct policy_transform	 xf = { xf_logger, NULL };
+	struct xf_log		 l;
+	char			 err[256];
+	size_t			 i, k;
+	int			 n;
+
+	(void)state;
+	assert_non_null(rd = json_reader_new(DEPTH));
+	for (i = 0; i < sizeof(collect_vecs) / sizeof(collect_vecs[0]); i++) {
+		r = rules_make(collect_vecs[i].rules);
+		n = collect_same(r, rd, collect_vecs[i].in,
+		    strlen(collect_vecs[i].in), 0);
+		if (n != collect_vecs[i].calls)
+			fail_msg("%zu: %d calls, want %d", i, n,
+			    collect_vecs[i].calls);
+		/* a failing transform stops both walks at the same call */
+		for (k = 1; k <= (size_t)n; k++)
+			assert_int_equal(collect_same(r, rd,
+			    collect_vecs[i].in, strlen(collect_vecs[i].in),
+			    k), -1);
+		policy_rules_free(r);
+	}
+	/* malformed input where the walk reads: refused; trailing data too */
+	r = rules_make("hash:a");
+	memset(&l, 0, sizeof(l));
+	xf.arg = &l;
+	assert_int_equal(policy_collect_json(r, rd, "{\"a\":01}", 8, &xf, err,
+	    sizeof(err)), -1);
+	assert_int_equal(policy_collect_json(r, rd, "[1]", 3, &xf, err,
+	    sizeof(err)), -1);
+	assert_int_equal(policy_collect_json(r, rd, "{\"a\":1} x", 9, &xf,
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "trailing data"));
+	assert_int_equal(policy_collect_json(r, rd, "{\"b\":[1,", 8, &xf,
+	    err, sizeof(err)), -1);
+	assert_int_equal(l.n, 1);	/* the 1 before the trailing data */
+	/* a transform action needs a transform */
+	assert_int_equal(policy_collect_json(r, rd, "{\"a\":1}", 7, NULL, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "no transform"));
+	assert_int_equal(policy_collect_json(r, rd, "{\"b\":1}", 7, NULL, err,
+	    sizeof(err)), 0);
+	policy_rules_free(r);
+	buf_free(&l.log);
+	json_reader_free(rd);
+}
+
+/* Scalars for the generated documents: the walks must agree on each. */
+static const char *const collect_scalars[] = {
+	"\"v\"", "\"a}]\\\"{[\\\\\"", "\"\\u00e9\\\\\"", "12", "-3.5e2",
+	"true", "false", "null", "\"0123456789abcdef0123456789abcdef\\\"x\"",
+	"\"\xc3\xa9\"", "\"\"",
+};
+
+static void
+test_property_collect(void **state)
+{
+	static const enum policy_action acts[] = { POLICY_ALLOW, POLICY_DROP,
+	    POLICY_HASH, POLICY_TOKENIZE, POLICY_FORMAT_PRESERVE,
+	    POLICY_MASK };
+	struct pgen		*g;
+	struct json_reader	*rd;
+	struct policy_rules	*rules;
+	struct buf		 doc = { 0 }, rp = { 0 };
+	struct ppath		 p;
+	char			 err[256];
+	const char		*s;
+	int			 iter, i, j, n, instr, total = 0, nonzero = 0;
+
+	(void)state;
+	assert_non_null(g = calloc(1, sizeof(*g)));
+	assert_non_null(rd = json_reader_new(DEPTH));
+	for (iter = 0; iter < 3000; iter++) {
+		buf_reset(&g->doc);
+		g->nscal = 0;
+		p.n = 0;
+		while (g->doc.len == 0 || g->doc.data[0] != '{') {
+			buf_reset(&g->doc);
+			g->nscal = 0;
+			pgen_value(g, &p, 0);
+		}
+		/* rules of every action, mostly at the document's paths */
+		assert_non_null(rules = policy_rules_new());
+		for (i = 0; i < 1 + (int)prnd(6); i++) {
+			struct prule r;
+
+			memset(&r, 0, sizeof(r));
+			if (g->nscal > 0 && prnd(4) != 0) {
+				const struct ppath *sp = &g->scal[prnd(
+				    (uint32_t)g->nscal)];
+
+				r.n = sp->n;
+				memcpy(r.seg, sp->seg, sizeof(r.seg));
+			} else {
+				r.n = 1 + (int)prnd(3);
+				for (j = 0; j < r.n; j++)
+					r.seg[j] = j > 0 && prnd(4) == 0 ?
+					    -1 : (int)prnd(NPROP_KEYS);
+			}
+			for (j = 0; j < r.n; j++)
+				if (r.seg[j] >= 0 && prnd(5) == 0)
+					r.seg[j] = -2;
+			if (r.n > 0 && prnd(5) == 0) {
+				r.n = (int)prnd((uint32_t)r.n);
+				r.dstar = 1;
+			}
+			if ((r.n > 0 && r.seg[0] == -1) || (r.n == 0 &&
+			    !r.dstar))
+				continue;
+			prule_render(&r, &rp);
+			/* conflicts and repeats are refused: fine */
+			(void)policy_rules_add(rules, rp.data,
+			    acts[prnd(sizeof(acts) / sizeof(acts[0]))], err,
+			    sizeof(err));
+		}
+		/* varied scalars, and whitespace between tokens */
+		buf_reset(&doc);
+		instr = 0;
+		for (s = g->doc.data; *s != '\0'; s++) {
+			if (!instr && s[0] == '"' && s[1] == '@') {
+				buf_append_str(&doc, collect_scalars[prnd(
+				    sizeof(collect_scalars) /
+				    sizeof(collect_scalars[0]))]);
+				s = strchr(s + 2, '@') + 1;	/* the closing '"' */
+				continue;
+			}
+			buf_append_char(&doc, *s);
+			if (instr && *s == '\\') {
+				buf_append_char(&doc, *++s);
+				continue;
+			}
+			if (*s == '"')
+				instr = !instr;
+			else if (!instr && strchr("{[,:", *s) != NULL &&
+			    prnd(4) == 0)
+				buf_append_str(&doc, prnd(2) ? " " : "\n\t ");
+		}
+		assert_int_equal(json_validate(doc.data, doc.len, DEPTH, err,
+		    sizeof(err)), 0);
+		n = collect_same(rules, rd, doc.data, doc.len, 0);
+		assert_true(n >= 0);
+		total += n;
+		nonzero += n > 0;
+		policy_rules_free(rules);
+	}
+	print_message("collect: %d calls in %d of 3000 documents\n", total,
+	    nonzero);
+	assert_true(nonzero > 500);
+	buf_free(&doc);
+	buf_free(&rp);
+	buf_free(&g->doc);
+	free(g);
+	json_reader_free(rd);
+}
+
 /* ---- actions and name tables ---- */
 
 static void
@@ -1100,6 +1369,8 @@ main(void)
 		cmocka_unit_test(test_apply_big),
 		cmocka_unit_test(test_response),
 		cmocka_unit_test(test_property_allow_only),
+		cmocka_unit_test(test_collect),
+		cmocka_unit_test(test_property_collect),
 		cmocka_unit_test(test_actions),
 		cmocka_unit_test(test_names),
 	};
