@@ -1,4 +1,5 @@
 /* audit.c -- write-ahead disclosure log: audit process, group commit, rotation, retention, readers */
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -58,6 +59,12 @@
 _Static_assert(AUDIT_MAX_RECORD + 4096 <= AUDITFMT_MAX_BATCH,
     "a record frame must fit in one batch");
 
+/* A place in the open segment's chain: after its first len bytes. */
+struct w_point {
+	unsigned char	 head[32];
+	uint64_t	 next_seq, frames, records, len;
+};
+
 struct audit_writer {
 	char		*dir;
 	int		 dirfd, lockfd, segfd;
@@ -79,8 +86,25 @@ struct audit_writer {
 	/* ... and as made durable */
 	unsigned char	 d_head[32];
 	uint64_t	 d_next_seq, d_frames, d_records, d_len;
-	struct buf	 pending;
-	uint64_t	 zeroed_end;	/* file size: zeros from d_len to it */
+	struct buf	 pending;	/* queued frames, written at wr.len */
+	/*
+	 * Between the durable point and the queue: frames written to the
+	 * file but not yet synced end at wr (wr.len - d_len is at most
+	 * AUDITFMT_MAX_BATCH, so a crash still tears only the last batch).
+	 * The sync thread's fdatasync, begun after they were written, makes
+	 * the file durable up to sy. epoch counts rollbacks: records queued
+	 * before one are lost.
+	 */
+	struct w_point	 wr, sy;
+	int		 s_inflight;
+	uint64_t	 fresh;		/* records appended since a flush */
+	uint64_t	 epoch, epoch_floor;	/* d_next_seq at the rollback */
+	pthread_t	 st_thread;
+	int		 st_started, st_req, st_done, st_rc, st_errno, st_stop;
+	int		 st_efd;	/* readable when a sync is done */
+	pthread_mutex_t	 st_mu;
+	pthread_cond_t	 st_cv;
+	uint64_t	 zeroed_end;	/* file size: zeros from wr.len to it */
 	uint64_t	 free_bytes;	/* at the last space check */
 	int		 finishing;	/* next sync cuts the zeros, no more */
 	int		 no_prealloc;	/* it failed in this segment */
@@ -479,21 +503,94 @@ w_forget_key(struct audit_writer *w)
 	w->segkey = NULL;
 }
 
-/* Drop everything queued since the last durable point. */
+/* The queued point: after every frame queued so far. */
+static void
+w_point_queued(const struct audit_writer *w, struct w_point *p)
+{
+	memcpy(p->head, w->head, 32);
+	p->next_seq = w->next_seq;
+	p->frames = w->seg_frames;
+	p->records = w->seg_records;
+	p->len = w->seg_len;
+}
+
+/* Everything up to p is durable. */
+static void
+w_set_durable(struct audit_writer *w, const struct w_point *p)
+{
+	memcpy(w->d_head, p->head, 32);
+	w->d_next_seq = p->next_seq;
+	w->d_frames = p->frames;
+	w->d_records = p->records;
+	w->d_len = p->len;
+}
+
+static void
+w_durable_point(const struct audit_writer *w, struct w_point *p)
+{
+	memcpy(p->head, w->d_head, 32);
+	p->next_seq = w->d_next_seq;
+	p->frames = w->d_frames;
+	p->records = w->d_records;
+	p->len = w->d_len;
+}
+
+/*
+ * Wait for the sync thread's fdatasync, if one is running: 0 (the file is
+ * durable up to sy), or -1 with errno (it failed; the caller fails).
+ */
+static int
+w_sync_wait(struct audit_writer *w)
+{
+	eventfd_t	 v;
+	int		 rc, e;
+
+	if (!w->s_inflight)
+		return 0;
+	pthread_mutex_lock(&w->st_mu);
+	while (!w->st_done)
+		pthread_cond_wait(&w->st_cv, &w->st_mu);
+	w->st_done = 0;
+	rc = w->st_rc;
+	e = w->st_errno;
+	pthread_mutex_unlock(&w->st_mu);
+	(void)eventfd_read(w->st_efd, &v);	/* reset: nonblocking */
+	w->s_inflight = 0;
+	if (rc == -1) {
+		errno = e;
+		return -1;
+	}
+	w_set_durable(w, &w->sy);
+	return 0;
+}
+
+/*
+ * Drop everything queued or written since the last durable point (the
+ * next frames are written over what was written). A running sync is
+ * waited for first: what it made durable stays.
+ */
 static void
 w_rollback(struct audit_writer *w)
 {
+	(void)w_sync_wait(w);
 	memcpy(w->head, w->d_head, 32);
 	w->next_seq = w->d_next_seq;
 	w->seg_frames = w->d_frames;
 	w->seg_records = w->d_records;
 	w->seg_len = w->d_len;
+	w_durable_point(w, &w->wr);
 	buf_truncate(&w->pending, 0);
+	w->epoch_floor = w->d_next_seq;
+	w->epoch++;
 }
 
 static void
 w_fail(struct audit_writer *w, const char *what)
 {
+	int	 e = errno;
+
+	(void)w_sync_wait(w);
+	errno = e;
 	log_warn("audit: segment %" PRIu64 ": %s failed; records refused "
 	    "until recovery into a new segment", w->seg_id, what);
 	w->failed = 1;
@@ -501,16 +598,18 @@ w_fail(struct audit_writer *w, const char *what)
 	w_rollback(w);
 }
 
-/* Write pending[off..off + n) at its place in the segment, extend the
- * zeros ahead if needed, and sync. 0, or -1 (the writer has failed). */
+/*
+ * Write pending[off..off + n) at its place in the segment (after wr.len)
+ * and extend the zeros ahead if needed. 0, or -1 (the writer has failed).
+ */
 static int
-w_sync_batch(struct audit_writer *w, size_t off, size_t n)
+w_write(struct audit_writer *w, size_t off, size_t n)
 {
 	uint64_t	 end, want, cap;
 
-	end = w->d_len + off + n;
+	end = w->wr.len + off + n;
 	if (pwrite_all(w->segfd, w->pending.data + off, n,
-	    w->d_len + off) == -1) {
+	    w->wr.len + off) == -1) {
 		w_fail(w, "write");
 		return -1;
 	}
@@ -533,6 +632,15 @@ w_sync_batch(struct audit_writer *w, size_t off, size_t n)
 		} else
 			w->zeroed_end = want;
 	}
+	return 0;
+}
+
+/* Write pending[off..off + n) and sync here. 0, or -1 (failed). */
+static int
+w_sync_batch(struct audit_writer *w, size_t off, size_t n)
+{
+	if (w_write(w, off, n) == -1)
+		return -1;
 	if ((w->finishing ? fsync(w->segfd) : fdatasync(w->segfd)) == -1) {
 		w_fail(w, w->finishing ? "fsync" : "fdatasync");
 		return -1;
@@ -562,7 +670,8 @@ w_batch_len(const struct audit_writer *w, size_t off)
 }
 
 /*
- * Write the queue at the durable end, one batch (at most
+ * Make everything queued durable, here and now: wait for the sync thread,
+ * sync what it did not cover, then write the queue one batch (at most
  * AUDITFMT_MAX_BATCH bytes, see auditfmt.h) and one fdatasync at a time,
  * so a crash can only ever tear the last batch. Zeros are extended ahead
  * of a batch when they run short (below seg_max_bytes plus a frame), so
@@ -573,11 +682,23 @@ w_batch_len(const struct audit_writer *w, size_t off)
 static int
 w_sync(struct audit_writer *w)
 {
+	struct w_point	 q;
 	size_t		 off, n;
 
+	if (w_sync_wait(w) == -1) {
+		w_fail(w, "fdatasync");
+		return -1;
+	}
 	if (w->failed || w->segfd == -1) {
 		w_rollback(w);
 		return -1;
+	}
+	if (w->wr.len > w->d_len) {
+		if (fdatasync(w->segfd) == -1) {
+			w_fail(w, "fdatasync");
+			return -1;
+		}
+		w_set_durable(w, &w->wr);
 	}
 	if (w->pending.len == 0 && !w->finishing)
 		return 0;
@@ -596,12 +717,108 @@ w_sync(struct audit_writer *w)
 		off += n;
 	} while (off < w->pending.len);
 	buf_truncate(&w->pending, 0);
-	memcpy(w->d_head, w->head, 32);
-	w->d_next_seq = w->next_seq;
-	w->d_frames = w->seg_frames;
-	w->d_records = w->seg_records;
-	w->d_len = w->seg_len;
+	w_point_queued(w, &q);
+	w_set_durable(w, &q);
+	w->wr = q;
 	return 0;
+}
+
+/* ---- the sync thread ---- */
+
+static void *
+st_main(void *arg)
+{
+	struct audit_writer	*w = arg;
+	int			 rc, e, fd;
+
+	pthread_mutex_lock(&w->st_mu);
+	for (;;) {
+		while (!w->st_req && !w->st_stop)
+			pthread_cond_wait(&w->st_cv, &w->st_mu);
+		if (!w->st_req)
+			break;
+		fd = w->segfd;
+		pthread_mutex_unlock(&w->st_mu);
+		rc = fdatasync(fd);
+		e = errno;
+		pthread_mutex_lock(&w->st_mu);
+		w->st_req = 0;
+		w->st_done = 1;
+		w->st_rc = rc;
+		w->st_errno = e;
+		pthread_cond_broadcast(&w->st_cv);
+		(void)eventfd_write(w->st_efd, 1);
+	}
+	pthread_mutex_unlock(&w->st_mu);
+	return NULL;
+}
+
+/* Without the thread, audit_writer_flush syncs in place. */
+static void
+st_start(struct audit_writer *w)
+{
+	if ((w->st_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		return;
+	if (pthread_mutex_init(&w->st_mu, NULL) != 0)
+		goto fail;
+	if (pthread_cond_init(&w->st_cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->st_mu);
+		goto fail;
+	}
+	if (pthread_create(&w->st_thread, NULL, st_main, w) != 0) {
+		pthread_cond_destroy(&w->st_cv);
+		pthread_mutex_destroy(&w->st_mu);
+		goto fail;
+	}
+	w->st_started = 1;
+	return;
+ fail:
+	log_warnx("audit: no sync thread; every batch waits for its sync");
+	close(w->st_efd);
+	w->st_efd = -1;
+}
+
+/* Wait for a running sync (its outcome is the caller's to read before),
+ * then end the thread. */
+static void
+st_stop(struct audit_writer *w)
+{
+	if (!w->st_started)
+		return;
+	pthread_mutex_lock(&w->st_mu);
+	w->st_stop = 1;
+	pthread_cond_broadcast(&w->st_cv);
+	pthread_mutex_unlock(&w->st_mu);
+	pthread_join(w->st_thread, NULL);
+	pthread_cond_destroy(&w->st_cv);
+	pthread_mutex_destroy(&w->st_mu);
+	close(w->st_efd);
+	w->st_efd = -1;
+	w->st_started = 0;
+	w->s_inflight = 0;
+}
+
+/* Sync the file up to wr on the thread. */
+static void
+st_begin(struct audit_writer *w)
+{
+	w->sy = w->wr;
+	w->s_inflight = 1;
+	pthread_mutex_lock(&w->st_mu);
+	w->st_req = 1;
+	pthread_cond_signal(&w->st_cv);
+	pthread_mutex_unlock(&w->st_mu);
+}
+
+static int
+st_finished(struct audit_writer *w)
+{
+	int	 done;
+
+	pthread_mutex_lock(&w->st_mu);
+	done = w->st_done;
+	pthread_mutex_unlock(&w->st_mu);
+	return done;
 }
 
 static int
@@ -688,6 +905,7 @@ w_record(struct audit_writer *w, const char *json, size_t len, uint64_t *seq)
 	if (seq != NULL)
 		*seq = w->next_seq;
 	w->next_seq++;
+	w->fresh++;
 	w->seg_records++;
 	w->unsigned_records++;
 	return 0;
@@ -958,6 +1176,7 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	OPENSSL_cleanse(dkey, sizeof(dkey));
 	w_forget_key(w);
 	w->segkey = k;
+	(void)w_sync_wait(w);	/* none runs here; never close under one */
 	if (w->segfd != -1)
 		close(w->segfd);
 	w->segfd = fd;
@@ -970,6 +1189,7 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	memcpy(w->head, prev_head, 32);
 	memcpy(w->d_head, prev_head, 32);
 	w->next_seq = w->d_next_seq = first_seq;
+	w_durable_point(w, &w->wr);
 	buf_truncate(&w->pending, 0);
 	if (auditfmt_header_encode(&body, &h) == -1 || w_frame(w, &body)) {
 		buf_free(&body);
@@ -1109,6 +1329,7 @@ w_runtime_recover(struct audit_writer *w)
 	w->d_len = len;
 	w->d_next_seq = seq;
 	memcpy(w->d_head, head, 32);
+	w_durable_point(w, &w->wr);
 	w->failed = 1;
 	w->last_recovery_ms = mono_ms();
 }
@@ -1443,7 +1664,7 @@ audit_writer_open(const struct conf *c, char *err, size_t errlen)
 		seterr(err, errlen, "out of memory");
 		return NULL;
 	}
-	w->dirfd = w->lockfd = w->segfd = -1;
+	w->dirfd = w->lockfd = w->segfd = w->st_efd = -1;
 	if ((w->dir = strdup(c->audit_directory)) == NULL)
 		goto nomem;
 	if (c->audit_instance != NULL && c->audit_instance[0] != '\0')
@@ -1542,6 +1763,7 @@ audit_writer_open(const struct conf *c, char *err, size_t errlen)
 		goto fail;
 	kp_start(w);
 	kp_request(w, 0);
+	st_start(w);
 	w->last_ck_ms = now_ms(w);
 
 	if (n == 0) {
@@ -1599,6 +1821,66 @@ audit_writer_commit(struct audit_writer *w)
 	if (mono_ms() - w->last_space_ms >= 1000)
 		w_check_space(w);
 	return w_sync(w);
+}
+
+int
+audit_writer_flush(struct audit_writer *w)
+{
+	size_t	 n;
+	uint64_t fresh = w->fresh;
+
+	w->fresh = 0;
+	/* A lone record (light load): no other to overlap, so sync here
+	 * and spare it two thread wake-ups. */
+	if (!w->st_started || (!w->s_inflight && fresh == 1))
+		return audit_writer_commit(w);
+	if (w->s_inflight && st_finished(w) && w_sync_wait(w) == -1) {
+		w_fail(w, "fdatasync");
+		return -1;
+	}
+	if (w->failed || w->segfd == -1) {
+		if (w->pending.len > 0 || w->wr.len > w->d_len)
+			w_rollback(w);
+		return -1;
+	}
+	if ((n = w->pending.len) > 0) {
+		/* Beyond the window a crash may tear: sync it all here. */
+		if (w->wr.len - w->d_len + n > AUDITFMT_MAX_BATCH)
+			return audit_writer_commit(w);
+		if (mono_ms() - w->last_space_ms >= 1000)
+			w_check_space(w);
+		if (w_write(w, 0, n) == -1)
+			return -1;
+		buf_truncate(&w->pending, 0);
+		w_point_queued(w, &w->wr);
+	}
+	if (!w->s_inflight && w->wr.len > w->d_len)
+		st_begin(w);
+	return 0;
+}
+
+int
+audit_writer_fd(struct audit_writer *w)
+{
+	return w->st_efd;
+}
+
+uint64_t
+audit_writer_epoch(struct audit_writer *w)
+{
+	return w->epoch;
+}
+
+int
+audit_writer_durable(struct audit_writer *w, uint64_t epoch, uint64_t seq)
+{
+	if (epoch == w->epoch)
+		return seq < w->d_next_seq;
+	/* Durable before the last rollback, or dropped by it. Across two
+	 * rollbacks: lost (only ever a durable record answered as not). */
+	if (epoch + 1 == w->epoch && seq < w->epoch_floor)
+		return 1;
+	return -1;
 }
 
 int
@@ -1667,6 +1949,7 @@ audit_writer_close(struct audit_writer *w, int clean)
 		if (w_lifecycle(w, "stop", NULL) == 0)
 			w_segment_close(w);
 	}
+	st_stop(w);
 	kp_stop(w);
 	buf_free(&w->pending);
 	buf_free(&w->rec);
@@ -1781,10 +2064,15 @@ struct chan {
 	struct buf	 in, out;
 };
 
+/* Records appended and not yet acknowledged, oldest first. */
 struct pend {
 	int		 ch;
-	uint64_t	 cookie, seq;
-	int		 appended;
+	uint64_t	 cookie, seq, epoch;
+};
+
+struct pends {
+	struct pend	*v;
+	size_t		 head, tail, cap;
 };
 
 static volatile sig_atomic_t	 got_term;
@@ -1843,25 +2131,99 @@ set_state(struct audit_shared *sh, int st)
 	__atomic_store_n(&sh->state, st, __ATOMIC_RELEASE);
 }
 
-/* Group commit: everything readable, one write, one fdatasync, all acks. */
+static int
+pends_push(struct pends *q, int ch, uint64_t cookie, uint64_t seq,
+    uint64_t epoch)
+{
+	struct pend	*nv;
+	size_t		 cap;
+
+	if (q->tail == q->cap) {
+		if (q->head > 0) {
+			memmove(q->v, q->v + q->head,
+			    (q->tail - q->head) * sizeof(*q->v));
+			q->tail -= q->head;
+			q->head = 0;
+		} else {
+			cap = q->cap ? q->cap * 2 : 256;
+			if ((nv = realloc(q->v, cap * sizeof(*nv))) == NULL)
+				return -1;
+			q->v = nv;
+			q->cap = cap;
+		}
+	}
+	q->v[q->tail].ch = ch;
+	q->v[q->tail].cookie = cookie;
+	q->v[q->tail].seq = seq;
+	q->v[q->tail].epoch = epoch;
+	q->tail++;
+	return 0;
+}
+
+/* Acknowledge, oldest first, every record that is durable or lost. */
+static void
+pends_ack(struct audit_writer *w, struct pends *q, struct chan *chs)
+{
+	struct pend	*p;
+	int		 st;
+
+	for (; q->head < q->tail; q->head++) {
+		p = &q->v[q->head];
+		if ((st = audit_writer_durable(w, p->epoch, p->seq)) == 0)
+			break;
+		if (chs[p->ch].fd != -1)
+			audit_ack_encode(&chs[p->ch].out, p->cookie,
+			    st == 1 ? p->seq : 0, st == 1 ?
+			    AUDIT_ACK_DURABLE : AUDIT_ACK_UNAVAILABLE);
+	}
+	if (q->head == q->tail)
+		q->head = q->tail = 0;
+}
+
+/* Send the acks that are due. */
+static void
+answer(struct audit_writer *w, struct pends *q, struct chan *chs, int nch)
+{
+	int	 i;
+
+	pends_ack(w, q, chs);
+	for (i = 0; i < nch; i++)
+		if (chs[i].fd != -1 && chs[i].out.len > 0)
+			chan_flush(&chs[i]);
+}
+
+/*
+ * Group commit, pipelined: read everything readable, seal and write it,
+ * and while the sync thread makes one batch durable, read, seal and write
+ * the next; each batch is acknowledged when its sync returns.
+ */
 static void
 serve(struct audit_writer *w, struct chan *chs, int nch,
     struct audit_shared *sh, const sigset_t *waitmask)
 {
 	struct pollfd	*pfd;
-	struct pend	*pend = NULL, *np;
-	size_t		 npend, cap = 0, consumed, off, jlen, k;
+	struct pends	 q = { 0 };
+	size_t		 consumed, off, jlen, k;
 	struct timespec	 ts;
 	const char	*json;
-	uint64_t	 cookie;
+	uint64_t	 cookie, seq;
 	ssize_t		 r;
-	int		 i, open, timeout, rc, committed, avail;
+	int		 i, open, timeout, rc, avail, efd, npfd;
 
-	if ((pfd = calloc((size_t)nch, sizeof(*pfd))) == NULL)
+	if ((pfd = calloc((size_t)nch + 1, sizeof(*pfd))) == NULL)
 		return;
 	for (;;) {
+		timeout = audit_writer_tick(w);
+		(void)audit_writer_flush(w);
+		answer(w, &q, chs, nch);
+		set_state(sh, audit_writer_available(w) ? SH_READY :
+		    SH_UNAVAILABLE);
 		open = 0;
 		for (i = 0; i < nch; i++) {
+			if (chs[i].fd == -1) {
+				buf_free(&chs[i].in);
+				buf_free(&chs[i].out);
+			}
 			pfd[i].fd = chs[i].fd;
 			pfd[i].events = POLLIN | (chs[i].out.len ? POLLOUT : 0);
 			pfd[i].revents = 0;
@@ -1869,17 +2231,25 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 		}
 		if (open == 0 || got_term)
 			break;
-		timeout = audit_writer_tick(w);
-		set_state(sh, audit_writer_available(w) ? SH_READY :
-		    SH_UNAVAILABLE);
+		npfd = nch;
+		if ((efd = audit_writer_fd(w)) != -1) {
+			pfd[nch].fd = efd;
+			pfd[nch].events = POLLIN;
+			pfd[nch].revents = 0;
+			npfd++;
+		}
 		ts.tv_sec = timeout / 1000;
 		ts.tv_nsec = (long)(timeout % 1000) * 1000000;
-		if (ppoll(pfd, (nfds_t)nch, &ts, waitmask) == -1 &&
+		if (ppoll(pfd, (nfds_t)npfd, &ts, waitmask) == -1 &&
 		    errno != EINTR)
 			break;
 		if (got_term)
 			break;
-		npend = 0;
+		/* A sync done: the next begins before this round is read. */
+		if (npfd > nch && (pfd[nch].revents & POLLIN)) {
+			(void)audit_writer_flush(w);
+			answer(w, &q, chs, nch);
+		}
 		avail = audit_writer_available(w);
 		/* One clock read for everything read this round. */
 		w->batch_ms = now_ms(w);
@@ -1912,24 +2282,19 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 			while ((rc = audit_msg_decode(chs[i].in.data + off,
 			    chs[i].in.len - off, &consumed, &cookie, &json,
 			    &jlen)) == 1) {
-				if (npend == cap) {
-					cap = cap ? cap * 2 : 256;
-					np = realloc(pend, cap * sizeof(*pend));
-					if (np == NULL)
-						goto out;
-					pend = np;
+				off += consumed;
+				if (avail && audit_writer_append(w, json, jlen,
+				    &seq) == 0) {
+					if (pends_push(&q, i, cookie, seq,
+					    audit_writer_epoch(w)) == 0)
+						continue;
+					goto out;
 				}
-				pend[npend].ch = i;
-				pend[npend].cookie = cookie;
-				pend[npend].seq = 0;
-				pend[npend].appended = avail &&
-				    audit_writer_append(w, json, jlen,
-				    &pend[npend].seq) == 0;
-				if (avail && !pend[npend].appended)
+				if (avail)
 					log_warnx("audit: refused a malformed "
 					    "record on channel %d", i);
-				npend++;
-				off += consumed;
+				audit_ack_encode(&chs[i].out, cookie, 0,
+				    AUDIT_ACK_UNAVAILABLE);
 			}
 			if (rc == -1) {
 				log_warnx("audit: garbage on channel %d; "
@@ -1945,28 +2310,15 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 			buf_truncate(&chs[i].in, chs[i].in.len - off);
 		}
 		w->batch_ms = 0;
-		committed = npend > 0 ? audit_writer_commit(w) == 0 : 0;
-		for (k = 0; k < npend; k++) {
-			i = pend[k].ch;
-			if (chs[i].fd == -1)
-				continue;
-			audit_ack_encode(&chs[i].out, pend[k].cookie,
-			    pend[k].appended && committed ? pend[k].seq : 0,
-			    pend[k].appended && committed ?
-			    AUDIT_ACK_DURABLE : AUDIT_ACK_UNAVAILABLE);
-		}
-		for (i = 0; i < nch; i++)
-			if (chs[i].fd != -1 && chs[i].out.len > 0)
-				chan_flush(&chs[i]);
-		for (i = 0; i < nch; i++)
-			if (chs[i].fd == -1) {
-				buf_free(&chs[i].in);
-				buf_free(&chs[i].out);
-			}
+	}
+	/* Stopping: what was written is made durable and answered. */
+	if (q.head < q.tail) {
+		(void)audit_writer_commit(w);
+		answer(w, &q, chs, nch);
 	}
  out:
 	w->batch_ms = 0;
-	free(pend);
+	free(q.v);
 	free(pfd);
 }
 

@@ -128,6 +128,26 @@ int	audit_writer_append(struct audit_writer *w, const char *json,
  * queued records are lost and the writer is unavailable until
  * audit_writer_tick has recovered into a new segment. */
 int	audit_writer_commit(struct audit_writer *w);
+/*
+ * The audit process's commit: write what was appended and have a sync
+ * thread make it durable while the caller reads and appends the next
+ * records. A record is durable only once a sync begun after it was
+ * written has returned. Call again when audit_writer_fd is readable (a
+ * sync is done: the next one begins on what was written meanwhile).
+ * Written but unsynced bytes stay within AUDITFMT_MAX_BATCH; beyond that
+ * it syncs in place, like audit_writer_commit (as it does without the
+ * thread). 0, or -1 (failed: everything not yet durable is dropped).
+ */
+int	audit_writer_flush(struct audit_writer *w);
+/* Readable when the sync thread is done with a sync, or -1 (no thread). */
+int	audit_writer_fd(struct audit_writer *w);
+/*
+ * Whether the record appended as seq while audit_writer_epoch was epoch
+ * is durable: 1 yes, 0 not yet, -1 never (it was dropped by a failure).
+ */
+uint64_t audit_writer_epoch(struct audit_writer *w);
+int	audit_writer_durable(struct audit_writer *w, uint64_t epoch,
+	    uint64_t seq);
 /* Time-driven work: recovery, free-space check, checkpoints (every
  * checkpoint_records records or checkpoint_seconds after unsigned
  * records), rotation, retention. Returns the milliseconds until it wants

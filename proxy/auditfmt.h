@@ -14,10 +14,12 @@
  * Frame: u32 len | u32 crc32c(len bytes) | u32 crc32c(body) | body[len]
  *   len <= AUDITFMT_MAX_BODY. Body byte 0 is the type.
  *
- * Batches and the end of the data. The writer appends frames in batches
- *   of at most AUDITFMT_MAX_BATCH bytes (a larger queue is written as
- *   several batches) and syncs each batch before writing the next, so at
- *   most one batch, the last, is ever unsynced. The live segment is
+ * Batches and the end of the data. The writer appends frames in batches:
+ *   at most AUDITFMT_MAX_BATCH bytes are ever written and not yet covered
+ *   by a completed sync (a larger queue is written as several batches,
+ *   each synced before the next; a write made while a sync runs counts
+ *   as unsynced until a later sync returns), so at most one batch, the
+ *   last, is ever unsynced. The live segment is
  *   preallocated: zero bytes from a frame boundary to the end of the file
  *   are unused space, the end of the data as the end of the file is
  *   (closed segments are cut to their last frame before the close batch

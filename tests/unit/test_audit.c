@@ -761,49 +761,256 @@ exact_cb(void *arg, uint64_t seq, uint64_t t, const char *json, size_t len)
  */
 /*
  * The writer's syscalls, seen from here (libsubgate.a is linked into this
- * program, so these definitions are the ones it calls): the most bytes
- * pwritten to one file between two of its syncs.
+ * program, so these definitions are the ones it calls, from the writer's
+ * sync thread too): the most bytes pwritten to one file and not covered
+ * by a sync that began after they were written. A test can also hold
+ * every fdatasync at a gate, or make it fail.
  */
-static int	 io_track, io_fd = -1, io_syncs;
-static size_t	 io_unsynced, io_max_unsynced;
+static pthread_mutex_t	 io_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	 io_cv = PTHREAD_COND_INITIALIZER;
+static int		 io_track, io_fd = -1, io_syncs;
+static int		 io_gate, io_gated, io_fail;
+static size_t		 io_written, io_synced, io_max_unsynced;
 
 ssize_t
 pwrite(int fd, const void *p, size_t n, off_t off)
 {
 	long	 r = syscall(SYS_pwrite64, fd, p, n, off);
 
+	pthread_mutex_lock(&io_mu);
 	if (io_track && r > 0) {
 		if (fd != io_fd)
-			io_unsynced = 0;
+			io_written = io_synced = 0;
 		io_fd = fd;
-		io_unsynced += (size_t)r;
-		if (io_unsynced > io_max_unsynced)
-			io_max_unsynced = io_unsynced;
+		io_written += (size_t)r;
+		if (io_written - io_synced > io_max_unsynced)
+			io_max_unsynced = io_written - io_synced;
 	}
+	pthread_mutex_unlock(&io_mu);
 	return (ssize_t)r;
 }
 
-static void
-io_synced(int fd)
+static int
+io_sync(int fd, long nr)
 {
-	if (io_track && fd == io_fd) {
-		io_unsynced = 0;
+	size_t	 upto;
+	int	 rc;
+
+	pthread_mutex_lock(&io_mu);
+	upto = io_written;
+	if (nr == SYS_fdatasync && io_gate) {
+		io_gated++;
+		pthread_cond_broadcast(&io_cv);
+		while (io_gate)
+			pthread_cond_wait(&io_cv, &io_mu);
+	}
+	pthread_mutex_unlock(&io_mu);
+	if (nr == SYS_fdatasync && io_fail) {
+		errno = EIO;
+		return -1;
+	}
+	rc = (int)syscall(nr, fd);
+	pthread_mutex_lock(&io_mu);
+	if (io_track && fd == io_fd && rc == 0) {
+		if (upto > io_synced)
+			io_synced = upto;
 		io_syncs++;
 	}
+	pthread_mutex_unlock(&io_mu);
+	return rc;
 }
 
 int
 fdatasync(int fd)
 {
-	io_synced(fd);
-	return (int)syscall(SYS_fdatasync, fd);
+	return io_sync(fd, SYS_fdatasync);
 }
 
 int
 fsync(int fd)
 {
-	io_synced(fd);
-	return (int)syscall(SYS_fsync, fd);
+	return io_sync(fd, SYS_fsync);
+}
+
+static void
+io_set_gate(int on)
+{
+	pthread_mutex_lock(&io_mu);
+	io_gate = on;
+	io_gated = 0;
+	pthread_cond_broadcast(&io_cv);
+	pthread_mutex_unlock(&io_mu);
+}
+
+/* Wait until a sync is held at the gate. */
+static void
+io_wait_gated(void)
+{
+	pthread_mutex_lock(&io_mu);
+	while (io_gated == 0)
+		pthread_cond_wait(&io_cv, &io_mu);
+	pthread_mutex_unlock(&io_mu);
+}
+
+/* Wait (up to 5 s) until the writer's sync thread is done with a sync. */
+static void
+wait_sync_done(struct audit_writer *w)
+{
+	struct pollfd	 pfd = { .fd = audit_writer_fd(w), .events = POLLIN };
+
+	assert_true(pfd.fd != -1);
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+}
+
+/* Append two records (one alone is synced in place) as *first, *second. */
+static void
+append_two(struct audit_writer *w, uint64_t *first, uint64_t *second)
+{
+	const char	*j = "{\"type\":\"disclosure\",\"tag\":\"p\"}";
+
+	assert_int_equal(audit_writer_append(w, j, strlen(j), first), 0);
+	assert_int_equal(audit_writer_append(w, j, strlen(j), second), 0);
+}
+
+/*
+ * The audit process's commit is pipelined: a record is durable only once
+ * a sync that began after it was written has returned. While one sync
+ * runs, the next records are written; they wait for the next sync. When
+ * a sync fails, every record not yet durable is lost, and the writer
+ * recovers into a new segment.
+ */
+static void
+test_pipelined_sync(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	char			 err[256];
+	const char		*j = "{\"type\":\"disclosure\",\"tag\":\"p\"}";
+	struct pollfd		 pfd;
+	uint64_t		 e, a, a2, b, b2, c, c2, d, d2;
+	int			 i;
+
+	(void)state;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	e = audit_writer_epoch(w);
+	io_set_gate(1);
+	append_two(w, &a, &a2);
+	assert_int_equal(audit_writer_flush(w), 0);
+	io_wait_gated();		/* A's sync has begun and is held */
+	assert_int_equal(audit_writer_durable(w, e, a2), 0);
+	append_two(w, &b, &b2);
+	assert_int_equal(audit_writer_flush(w), 0);	/* B written */
+	assert_int_equal(audit_writer_durable(w, e, b), 0);
+	io_set_gate(0);
+	wait_sync_done(w);
+	assert_int_equal(audit_writer_flush(w), 0);	/* B's sync begins */
+	assert_int_equal(audit_writer_durable(w, e, a), 1);
+	assert_int_equal(audit_writer_durable(w, e, a2), 1);
+	assert_int_equal(audit_writer_durable(w, e, b), 0);
+	wait_sync_done(w);
+	assert_int_equal(audit_writer_flush(w), 0);
+	assert_int_equal(audit_writer_durable(w, e, b2), 1);
+	/* Nothing written, nothing to sync: no thread wake-up. */
+	assert_int_equal(audit_writer_flush(w), 0);
+	pfd.fd = audit_writer_fd(w);
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 50), 0);
+	/* A lone record is synced in place. */
+	assert_int_equal(audit_writer_append(w, j, strlen(j), &c), 0);
+	assert_int_equal(audit_writer_flush(w), 0);
+	assert_int_equal(audit_writer_durable(w, e, c), 1);
+
+	/* A failed sync loses what it covered, and what came after. */
+	io_set_gate(1);
+	append_two(w, &c, &c2);
+	assert_int_equal(audit_writer_flush(w), 0);
+	io_wait_gated();
+	io_fail = 1;
+	append_two(w, &d, &d2);
+	assert_int_equal(audit_writer_flush(w), 0);
+	io_set_gate(0);
+	wait_sync_done(w);
+	assert_int_equal(audit_writer_flush(w), -1);
+	io_fail = 0;
+	assert_false(audit_writer_available(w));
+	assert_int_equal(audit_writer_durable(w, e, b2), 1);
+	assert_int_equal(audit_writer_durable(w, e, c), -1);
+	assert_int_equal(audit_writer_durable(w, e, d2), -1);
+	sleep(1);
+	audit_writer_tick(w);
+	assert_true(audit_writer_available(w));
+	e = audit_writer_epoch(w);
+	for (i = 0; i < 3; i++) {
+		append_two(w, &a, &a2);
+		assert_int_equal(audit_writer_flush(w), 0);
+		wait_sync_done(w);
+		assert_int_equal(audit_writer_flush(w), 0);
+		assert_int_equal(audit_writer_durable(w, e, a2), 1);
+	}
+	audit_writer_close(w, 1);
+	if (verify(f, err, sizeof(err)) != 0)
+		fail_msg("verify: %s", err);
+	fx_free(f);
+}
+
+static void *
+open_gate_later(void *arg)
+{
+	(void)arg;
+	usleep(300000);
+	io_set_gate(0);
+	return NULL;
+}
+
+/*
+ * While a sync is slow, records keep being written only up to
+ * AUDITFMT_MAX_BATCH unsynced bytes (the window a crash may tear); then
+ * the writer waits for the sync and syncs the rest itself.
+ */
+static void
+test_pipelined_window(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	static char		 j[65536 + 64];
+	char			 err[256];
+	pthread_t		 th;
+	uint64_t		 e, seq[40];
+	size_t			 len;
+	int			 i;
+
+	(void)state;
+	f->c.audit_checkpoint_records = 1000000;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	assert_non_null(w);
+	e = audit_writer_epoch(w);
+	len = (size_t)snprintf(j, sizeof(j), "{\"type\":\"disclosure\","
+	    "\"pad\":\"");
+	memset(j + len, 'w', 65536);
+	len += 65536;
+	memcpy(j + len, "\"}", 3);
+	len += 2;
+	io_track = 1;
+	io_max_unsynced = 0;
+	io_set_gate(1);
+	assert_int_equal(pthread_create(&th, NULL, open_gate_later, NULL), 0);
+	for (i = 0; i < 40; i += 2) {
+		assert_int_equal(audit_writer_append(w, j, len, &seq[i]), 0);
+		assert_int_equal(audit_writer_append(w, j, len, &seq[i + 1]),
+		    0);
+		assert_int_equal(audit_writer_flush(w), 0);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(audit_writer_commit(w), 0);
+	io_track = 0;
+	assert_true(io_max_unsynced <= AUDITFMT_MAX_BATCH);
+	assert_true(io_max_unsynced > AUDITFMT_MAX_BATCH - 2 * 65536);
+	for (i = 0; i < 40; i++)
+		assert_int_equal(audit_writer_durable(w, e, seq[i]), 1);
+	audit_writer_close(w, 1);
+	assert_int_equal(verify(f, err, sizeof(err)), 0);
+	fx_free(f);
 }
 
 /*
@@ -919,6 +1126,8 @@ main(void)
 		cmocka_unit_test(test_write_error_recovers_in_new_segment),
 		cmocka_unit_test(test_record_bytes),
 		cmocka_unit_test(test_batches_capped),
+		cmocka_unit_test(test_pipelined_sync),
+		cmocka_unit_test(test_pipelined_window),
 		cmocka_unit_test(test_next_key_prepared),
 		cmocka_unit_test(test_key_handover_failure),
 	};
