@@ -52,6 +52,7 @@ struct json_frame {
 	uint32_t	*tab;		/* hash set of key indexes + 1 (0: empty) */
 	size_t		 tabcap;	/* allocated slots */
 	size_t		 tabmask;	/* slots in use - 1; 0: linear scan */
+	uint64_t	 seen;		/* linear scan: bit key_bit() of each key */
 	int		 is_array;
 };
 
@@ -277,6 +278,22 @@ key_bytes(const struct json_reader *r, const struct json_key *k)
 	return k->ptr != NULL ? k->ptr : r->arena.data + k->off;
 }
 
+/*
+ * One of 64 bits from a key's length and first and last bytes: a small
+ * object whose keys' bits do not include it cannot hold the key, so most
+ * keys skip the linear duplicate scan.
+ */
+static inline uint64_t
+key_bit(const char *s, size_t len)
+{
+	unsigned	 h = (unsigned)len;
+
+	if (len > 0)
+		h = h * 31 + (unsigned char)s[0] * 7 +
+		    (unsigned char)s[len - 1];
+	return (uint64_t)1 << (h & 63);
+}
+
 /* Insert key index i (already in keys[]) into the frame's hash set. */
 static void
 tab_insert(struct json_reader *r, struct json_frame *f, size_t i)
@@ -328,13 +345,17 @@ key_remember(struct json_reader *r, const char *s, size_t len, int escaped)
 		return -1;
 	if (f->tabmask == 0) {
 		unsigned char	 c0 = len ? (unsigned char)s[0] : 0;
+		uint64_t	 bit = key_bit(s, len);
 
-		for (i = f->kstart; i < r->nkeys; i++) {
-			k = &r->keys[i];
-			if (k->len == len && k->c0 == c0 &&
-			    memcmp(key_bytes(r, k), s, len) == 0)
-				return 1;
+		if (f->seen & bit) {
+			for (i = f->kstart; i < r->nkeys; i++) {
+				k = &r->keys[i];
+				if (k->len == len && k->c0 == c0 &&
+				    memcmp(key_bytes(r, k), s, len) == 0)
+					return 1;
+			}
 		}
+		f->seen |= bit;
 	} else {
 		size_t	 slot;
 
@@ -431,7 +452,7 @@ hex4(const unsigned char *p, const unsigned char *end, uint32_t *cp)
  * Scan the string whose opening quote is at r->p. Fills raw/str in t.
  * Returns 0 or -1 (error already written).
  */
-static int
+static inline __attribute__((always_inline)) int
 scan_string(struct json_reader *r, struct json_token *t, int is_key,
     int *escaped, char *err, size_t errlen)
 {
@@ -623,6 +644,7 @@ scan_value(struct json_reader *r, struct json_token *t, char *err,
 			f->kstart = r->nkeys;
 			f->astart = r->arena.len;
 			f->tabmask = 0;
+			f->seen = 0;
 			t->type = JSON_OBJECT_BEGIN;
 			r->state = ST_OBJ_FIRST;
 		} else {

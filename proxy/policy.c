@@ -1274,6 +1274,10 @@ pw_apply(const struct policy_rules *rules, struct json_reader *r,
 			w.dedup = dedup;
 		}
 	}
+	/* a response comes back about as long as it went in: one
+	 * allocation instead of a chain of doublings (within out's bound) */
+	if (response && (out->max == 0 || len <= out->max - out->len))
+		(void)buf_reserve(out, len);
 	json_reader_reset(r, in, len);
 	rc = pw_run(&w, stack);
 	goto done;

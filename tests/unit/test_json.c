@@ -266,6 +266,47 @@ test_tokens(void **state)
 	json_reader_free(NULL);
 }
 
+/*
+ * Small objects screen keys with a 64-bit filter before the linear
+ * duplicate scan: a repeat is refused whatever its shape (empty, one
+ * byte, same first or last byte as others, escaped spelling).
+ */
+static const char *const dup_keys[] = {
+	"", "a", "ab", "ba", "abc", "cba", "aXb", "\\u00e9", "zzzzzzzzzzzzzzzzzz",
+	"k1", "1k", "k11", "\\\\", "\\\"",
+};
+/* the same keys, spelled differently (JSON escapes, raw UTF-8) */
+static const char *const dup_spelled[] = {
+	"", "\\u0061", "a\\u0062", "\\u0062a", "ab\\u0063", "cb\\u0061",
+	"aX\\u0062", "\xc3\xa9", "zzzzzzzzzzzzzzzzz\\u007a", "\\u006b1",
+	"1\\u006b", "k1\\u0031", "\\u005c", "\\u0022",
+};
+
+static void
+test_dup_filter(void **state)
+{
+	struct buf	 b = { 0 };
+	char		 err[128];
+	size_t		 i, j, n = sizeof(dup_keys) / sizeof(dup_keys[0]);
+
+	(void)state;
+	for (i = 0; i < n; i++) {
+		buf_reset(&b);
+		for (j = 0; j < n; j++)
+			buf_printf(&b, "%s\"%s\":%zu", j ? "," : "{",
+			    dup_keys[j], j);
+		buf_append_str(&b, "}");
+		assert_int_equal(json_validate(b.data, b.len, 4, err,
+		    sizeof(err)), 0);
+		buf_truncate(&b, b.len - 1);
+		buf_printf(&b, ",\"%s\":0}", dup_spelled[i]);
+		if (json_validate(b.data, b.len, 4, err, sizeof(err)) != -1 ||
+		    strstr(err, "duplicate key") == NULL)
+			fail_msg("repeat of key %zu accepted: %s", i, b.data);
+	}
+	buf_free(&b);
+}
+
 /* Big objects switch to a hash set: still exact, and not quadratic. */
 static void
 test_many_keys(void **state)
@@ -724,6 +765,7 @@ main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_dup_filter),
 		cmocka_unit_test(test_skip),
 		cmocka_unit_test(test_write_string),
 		cmocka_unit_test(test_utf8_valid),
