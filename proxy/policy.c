@@ -1490,7 +1490,8 @@ policy_collect_json(const struct policy_rules *rules, struct json_reader *r,
 	c.errlen = errlen;
 	c.live = livestack;
 	if (rules->nnodes + 1 > PW_STACK_LIVE &&
-	    (c.live = calloc(rules->nnodes + 1, sizeof(*c.live))) == NULL)
+	    (c.live = calloc(rules->nnodes + 1,
+	    sizeof(const struct pnode *))) == NULL)
 		return pc_fail(&c, "out of memory");
 	json_reader_reset(r, in, len);
 	/* the reader refuses any root but an object */

@@ -1141,6 +1141,19 @@ test_collect(void **state)
 			    k), -1);
 		policy_rules_free(r);
 	}
+	/* more trie nodes than the walk's stack holds: its live set moves
+	 * to the heap */
+	assert_non_null(r = policy_rules_new());
+	for (k = 0; k < 300; k++) {
+		char	 path[32];
+
+		snprintf(path, sizeof(path), "k%zu.v", k);
+		assert_int_equal(policy_rules_add(r, path, POLICY_HASH, err,
+		    sizeof(err)), 0);
+	}
+	assert_int_equal(collect_same(r, rd, "{\"k7\":{\"v\":1},\"x\":2,"
+	    "\"k299\":{\"v\":\"s\",\"w\":3}}", 43, 0), 2);
+	policy_rules_free(r);
 	/* malformed input where the walk reads: refused; trailing data too */
 	r = rules_make("hash:a");
 	memset(&l, 0, sizeof(l));
