@@ -98,6 +98,7 @@ struct audit_writer {
 	struct w_point	 wr, sy;
 	int		 s_inflight;
 	uint64_t	 fresh;		/* records appended since a flush */
+	struct audit_stats stats;
 	uint64_t	 epoch, epoch_floor;	/* d_next_seq at the rollback */
 	pthread_t	 st_thread;
 	int		 st_started, st_req, st_done, st_rc, st_errno, st_stop;
@@ -518,6 +519,8 @@ w_point_queued(const struct audit_writer *w, struct w_point *p)
 static void
 w_set_durable(struct audit_writer *w, const struct w_point *p)
 {
+	if (p->next_seq > w->d_next_seq)
+		w->stats.records += p->next_seq - w->d_next_seq;
 	memcpy(w->d_head, p->head, 32);
 	w->d_next_seq = p->next_seq;
 	w->d_frames = p->frames;
@@ -560,6 +563,7 @@ w_sync_wait(struct audit_writer *w)
 		errno = e;
 		return -1;
 	}
+	w->stats.syncs++;
 	w_set_durable(w, &w->sy);
 	return 0;
 }
@@ -645,6 +649,7 @@ w_sync_batch(struct audit_writer *w, size_t off, size_t n)
 		w_fail(w, w->finishing ? "fsync" : "fdatasync");
 		return -1;
 	}
+	w->stats.syncs++;
 	return 0;
 }
 
@@ -698,6 +703,7 @@ w_sync(struct audit_writer *w)
 			w_fail(w, "fdatasync");
 			return -1;
 		}
+		w->stats.syncs++;
 		w_set_durable(w, &w->wr);
 	}
 	if (w->pending.len == 0 && !w->finishing)
@@ -1126,6 +1132,7 @@ w_checkpoint(struct audit_writer *w, int kind, uint64_t aux1, uint64_t aux2,
 	memcpy(w->signer_pub, ck.next_pub, 32);
 	w->last_ck_ms = now_ms(w);
 	w->unsigned_records = 0;
+	w->stats.checkpoints++;
 	print_checkpoint(&ck);
 	rc = 0;
  out:
@@ -1865,6 +1872,12 @@ audit_writer_fd(struct audit_writer *w)
 	return w->st_efd;
 }
 
+void
+audit_writer_stats(struct audit_writer *w, struct audit_stats *st)
+{
+	*st = w->stats;
+}
+
 uint64_t
 audit_writer_epoch(struct audit_writer *w)
 {
@@ -2046,7 +2059,8 @@ audit_ack_decode(const char *in, size_t len, size_t *consumed,
 enum { SH_STARTING = 0, SH_READY, SH_UNAVAILABLE, SH_EXITED };
 
 struct audit_shared {
-	int	 state;
+	int			 state;
+	struct audit_stats	 stats;		/* written by the child */
 };
 
 struct audit_proc {
@@ -2129,6 +2143,18 @@ static void
 set_state(struct audit_shared *sh, int st)
 {
 	__atomic_store_n(&sh->state, st, __ATOMIC_RELEASE);
+}
+
+static void
+publish_stats(struct audit_writer *w, struct audit_shared *sh)
+{
+	struct audit_stats	 st;
+
+	audit_writer_stats(w, &st);
+	__atomic_store_n(&sh->stats.records, st.records, __ATOMIC_RELAXED);
+	__atomic_store_n(&sh->stats.syncs, st.syncs, __ATOMIC_RELAXED);
+	__atomic_store_n(&sh->stats.checkpoints, st.checkpoints,
+	    __ATOMIC_RELAXED);
 }
 
 static int
@@ -2218,6 +2244,7 @@ serve(struct audit_writer *w, struct chan *chs, int nch,
 		answer(w, &q, chs, nch);
 		set_state(sh, audit_writer_available(w) ? SH_READY :
 		    SH_UNAVAILABLE);
+		publish_stats(w, sh);
 		open = 0;
 		for (i = 0; i < nch; i++) {
 			if (chs[i].fd == -1) {
@@ -2505,6 +2532,19 @@ audit_ready(struct audit_proc *p)
 	if (p == NULL || p->sh == NULL || proc_reaped(p))
 		return 0;
 	return __atomic_load_n(&p->sh->state, __ATOMIC_ACQUIRE) == SH_READY;
+}
+
+void
+audit_proc_stats(struct audit_proc *p, struct audit_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (p == NULL || p->sh == NULL)
+		return;
+	st->records = __atomic_load_n(&p->sh->stats.records,
+	    __ATOMIC_RELAXED);
+	st->syncs = __atomic_load_n(&p->sh->stats.syncs, __ATOMIC_RELAXED);
+	st->checkpoints = __atomic_load_n(&p->sh->stats.checkpoints,
+	    __ATOMIC_RELAXED);
 }
 
 int

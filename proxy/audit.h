@@ -48,6 +48,13 @@ struct conf;
 struct audit_proc;
 struct audit_writer;
 
+/* What the writer has done since it opened. */
+struct audit_stats {
+	uint64_t	 records;	/* records made durable (all types) */
+	uint64_t	 syncs;		/* fdatasyncs that made some durable */
+	uint64_t	 checkpoints;	/* checkpoints signed and durable */
+};
+
 #define AUDIT_MSG_HDR		12
 #define AUDIT_ACK_LEN		20
 #define AUDIT_MAX_RECORD	(1u << 20)
@@ -94,6 +101,8 @@ pid_t	audit_proc_pid(struct audit_proc *p);
  * while the disk is below min_free_bytes, after a write error until it
  * has recovered, or when it has exited (call from the main thread). */
 int	audit_ready(struct audit_proc *p);
+/* The audit process's counters (all zero before it serves, or for NULL). */
+void	audit_proc_stats(struct audit_proc *p, struct audit_stats *st);
 /*
  * Submit json[0..len) on channel (blocking up to timeout_ms) and wait for
  * its ack. Returns 0 with *seq when durable, -1 when unavailable, timed
@@ -153,6 +162,7 @@ int	audit_writer_durable(struct audit_writer *w, uint64_t epoch,
  * records), rotation, retention. Returns the milliseconds until it wants
  * to be called again. */
 int	audit_writer_tick(struct audit_writer *w);
+void	audit_writer_stats(struct audit_writer *w, struct audit_stats *st);
 /* Use now_ms as the clock (0: the real clock). For tests and benches. */
 void	audit_writer_set_time(struct audit_writer *w, uint64_t now_ms);
 /* Segment id being written. */

@@ -39,6 +39,7 @@ struct daemon {
 	struct metrics		*metrics;	/* the main thread's own */
 	struct admin		*admin;
 	struct audit_proc	*audit;
+	struct audit_stats	 audit_seen;	/* counted into metrics */
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_crl, *ev_drain;
 	struct event		*ev_audit;	/* EOF on channel 0: the audit process died */
 	int			 exit_status;
@@ -208,12 +209,23 @@ daemon_record(struct daemon *d, const char *type, const char *event,
 	return rc;
 }
 
+/* Add what the audit process counted since the last look. */
+static void
+audit_counter(struct daemon *d, const char *name, uint64_t now,
+    uint64_t *seen)
+{
+	metrics_add(d->metrics, name, "", now > *seen ? now - *seen : 0);
+	if (now > *seen)
+		*seen = now;
+}
+
 static void
 daemon_metrics(void *arg, struct buf *out)
 {
 	struct daemon	*d = arg;
 	struct metrics	**tables;
 	struct gen	*g;
+	struct audit_stats st;
 	time_t		 now = time(NULL), t;
 	size_t		 buffered = 0, i;
 	char		 label[300];
@@ -226,6 +238,13 @@ daemon_metrics(void *arg, struct buf *out)
 	metrics_set(d->metrics, "subgate_buffered_bytes", "", (double)buffered);
 	metrics_set(d->metrics, "subgate_config_generation", "",
 	    (double)d->generation);
+	audit_proc_stats(d->audit, &st);
+	audit_counter(d, "subgate_audit_records_total", st.records,
+	    &d->audit_seen.records);
+	audit_counter(d, "subgate_audit_syncs_total", st.syncs,
+	    &d->audit_seen.syncs);
+	audit_counter(d, "subgate_audit_checkpoints_total", st.checkpoints,
+	    &d->audit_seen.checkpoints);
 	if ((g = gen_current()) != NULL) {
 		t = tls_cert_file_not_after(g->conf->tls_certificate);
 		metrics_set(d->metrics, "subgate_certificate_expiry_seconds",

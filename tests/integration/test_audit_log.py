@@ -17,7 +17,7 @@ import pytest
 
 import util
 from test_audit_common import (ACTIONS, TIME_RE, AuditEnv, Keys, attach, audit_files, body_hmac,
-			       by_request, canary, contact, post_contact, records, rid,
+			       by_request, canary, checkpoint_lines, contact, post_contact, records, rid,
 			       verify, wait_records)
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -685,3 +685,51 @@ def test_second_gateway_on_the_same_directory_is_refused(request, e, pki, tmp_pa
 	e.wait_call(r_id)
 	rc, out = e.verify()
 	assert rc == 0, out
+
+
+# --------------------------------------------------------------------------
+# metrics
+
+def test_audit_metrics_count_what_is_durable(e):
+	"""/metrics: subgate_audit_records_total counts the records the audit
+	process made durable (every type), subgate_audit_syncs_total the
+	fdatasyncs that did it (records per sync is the mean group-commit
+	batch), subgate_audit_checkpoints_total the checkpoints; each agrees
+	with the log itself and with the checkpoint lines of the operational
+	log."""
+	names = ("subgate_audit_records_total", "subgate_audit_syncs_total",
+		 "subgate_audit_checkpoints_total")
+
+	def snap():
+		return tuple(int(e.gw.metric(n) or 0) for n in names)
+
+	def log_checkpoints():
+		return len(checkpoint_lines(e.gw.log_text()))
+
+	def still():
+		"""(metrics, records in the log) once they stand still."""
+		seen = []
+
+		def same():
+			seen.append((snap(), len(e.records())))
+			if len(seen) > 1 and seen[-1] == seen[-2]:
+				return True
+			time.sleep(0.3)
+			return False
+		util.wait_until(same, 10, what="audit metrics standing still")
+		return seen[-1]
+
+	(r0, s0, c0), n0 = still()
+	k0 = log_checkpoints()
+	for i in range(6):
+		assert post_contact(e.gw, contact(), rid("met%d" % i)).status == 200
+	util.wait_until(lambda: snap()[0] - r0 >= 12, 10, what="12 more durable records")
+	(r1, s1, c1), n1 = still()
+	assert r1 - r0 == n1 - n0 == 12, "metric %d, log %d (from %d, %d); a call is a " \
+		"disclosure and an outcome" % (r1 - r0, n1 - n0, r0, n0)
+	# One sync per lone record at most, plus one per checkpoint.
+	assert 1 <= s1 - s0 <= 12 + (c1 - c0), (s0, s1, c0, c1)
+	# checkpoint_seconds = 2: the records get an idle checkpoint.
+	util.wait_until(lambda: snap()[2] > c0 and log_checkpoints() > k0, 10,
+			what="a checkpoint counted")
+	assert snap()[2] - c0 == log_checkpoints() - k0
