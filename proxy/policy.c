@@ -906,18 +906,11 @@ is_scalar(enum json_type t)
 	    t == JSON_FALSE || t == JSON_NULL;
 }
 
+/* buf_append's inline path, which also keeps the buffer's max. */
 static inline int
 out_put(struct pwalk *w, const char *p, size_t n)
 {
-	struct buf	*b = w->out;
-
-	if (b->cap - b->len > n) {
-		memcpy(b->data + b->len, p, n);
-		b->len += n;
-		b->data[b->len] = '\0';
-		return 0;
-	}
-	return buf_append(b, p, n);
+	return buf_append(w->out, p, n);
 }
 
 /* Consume the rest of a container whose BEGIN token was just read. */

@@ -482,6 +482,38 @@ test_apply_no_transform(void **state)
 	json_reader_free(rd);
 }
 
+/* The output buffer's max holds even when its capacity is larger. */
+static void
+test_output_max(void **state)
+{
+	static const char	 doc[] = "{\"a\":\"0123456789\",\"c\":2}";
+	struct json_reader	*rd;
+	struct policy_rules	*r;
+	struct buf		 out = { 0 };
+	char			 err[256];
+
+	(void)state;
+	assert_non_null(rd = json_reader_new(DEPTH));
+	r = rules_make("allow:**");
+	assert_int_equal(buf_reserve(&out, 4096), 0);
+	out.max = 12;
+	assert_int_equal(policy_apply_json(r, rd, doc, strlen(doc), NULL, &out,
+	    NULL, err, sizeof(err)), -1);
+	assert_true(out.len <= 12);
+	buf_reset(&out);
+	assert_int_equal(policy_apply_response(r, rd, doc, strlen(doc), NULL,
+	    &out, err, sizeof(err)), -1);
+	assert_true(out.len <= 12);
+	buf_reset(&out);
+	out.max = 64;
+	assert_int_equal(policy_apply_json(r, rd, doc, strlen(doc), NULL, &out,
+	    NULL, err, sizeof(err)), 0);
+	assert_string_equal(out.data, doc);
+	policy_rules_free(r);
+	buf_free(&out);
+	json_reader_free(rd);
+}
+
 /* A report that already holds paths is extended, still deduplicated. */
 static void
 test_report(void **state)
@@ -1377,6 +1409,7 @@ main(void)
 		cmocka_unit_test(test_conflicts),
 		cmocka_unit_test(test_apply),
 		cmocka_unit_test(test_apply_no_transform),
+		cmocka_unit_test(test_output_max),
 		cmocka_unit_test(test_report),
 		cmocka_unit_test(test_report_many),
 		cmocka_unit_test(test_apply_big),
