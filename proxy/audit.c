@@ -2382,13 +2382,17 @@ child_main(const struct conf *c, int *fds, int nch, int report,
 		set_state(sh, SH_EXITED);
 		_exit(1);
 	}
-	(void)write_all(report, "OK", 2);
-	close(report);
-	if ((chs = calloc((size_t)nch, sizeof(*chs))) == NULL)
+	if ((chs = calloc((size_t)nch, sizeof(*chs))) == NULL) {
+		(void)write_all(report, "out of memory", 13);
 		_exit(1);
+	}
 	for (i = 0; i < nch; i++)
 		chs[i].fd = fds[i];
-	set_state(sh, SH_READY);
+	/* Ready before the parent hears so: audit_proc_start's caller may
+	 * ask audit_ready at once. */
+	set_state(sh, audit_writer_available(w) ? SH_READY : SH_UNAVAILABLE);
+	(void)write_all(report, "OK", 2);
+	close(report);
 	serve(w, chs, nch, sh, &old);
 	for (i = 0; i < nch; i++)
 		chan_close(&chs[i]);

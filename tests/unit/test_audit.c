@@ -794,7 +794,7 @@ static int
 io_sync(int fd, long nr)
 {
 	size_t	 upto;
-	int	 rc;
+	int	 rc, fail;
 
 	pthread_mutex_lock(&io_mu);
 	upto = io_written;
@@ -804,8 +804,9 @@ io_sync(int fd, long nr)
 		while (io_gate)
 			pthread_cond_wait(&io_cv, &io_mu);
 	}
+	fail = nr == SYS_fdatasync && io_fail;
 	pthread_mutex_unlock(&io_mu);
-	if (nr == SYS_fdatasync && io_fail) {
+	if (fail) {
 		errno = EIO;
 		return -1;
 	}
@@ -830,6 +831,27 @@ int
 fsync(int fd)
 {
 	return io_sync(fd, SYS_fsync);
+}
+
+/* Start (reset) or stop tracking; the writer's threads may be syncing. */
+static void
+io_set_track(int on)
+{
+	pthread_mutex_lock(&io_mu);
+	io_track = on;
+	if (on) {
+		io_max_unsynced = 0;
+		io_syncs = 0;
+	}
+	pthread_mutex_unlock(&io_mu);
+}
+
+static void
+io_set_fail(int on)
+{
+	pthread_mutex_lock(&io_mu);
+	io_fail = on;
+	pthread_mutex_unlock(&io_mu);
 }
 
 static void
@@ -926,13 +948,13 @@ test_pipelined_sync(void **state)
 	append_two(w, &c, &c2);
 	assert_int_equal(audit_writer_flush(w), 0);
 	io_wait_gated();
-	io_fail = 1;
+	io_set_fail(1);
 	append_two(w, &d, &d2);
 	assert_int_equal(audit_writer_flush(w), 0);
 	io_set_gate(0);
 	wait_sync_done(w);
 	assert_int_equal(audit_writer_flush(w), -1);
-	io_fail = 0;
+	io_set_fail(0);
 	assert_false(audit_writer_available(w));
 	assert_int_equal(audit_writer_durable(w, e, b2), 1);
 	assert_int_equal(audit_writer_durable(w, e, c), -1);
@@ -991,8 +1013,7 @@ test_pipelined_window(void **state)
 	len += 65536;
 	memcpy(j + len, "\"}", 3);
 	len += 2;
-	io_track = 1;
-	io_max_unsynced = 0;
+	io_set_track(1);
 	io_set_gate(1);
 	assert_int_equal(pthread_create(&th, NULL, open_gate_later, NULL), 0);
 	for (i = 0; i < 40; i += 2) {
@@ -1003,7 +1024,7 @@ test_pipelined_window(void **state)
 	}
 	pthread_join(th, NULL);
 	assert_int_equal(audit_writer_commit(w), 0);
-	io_track = 0;
+	io_set_track(0);
 	assert_true(io_max_unsynced <= AUDITFMT_MAX_BATCH);
 	assert_true(io_max_unsynced > AUDITFMT_MAX_BATCH - 2 * 65536);
 	for (i = 0; i < 40; i++)
@@ -1041,9 +1062,7 @@ test_batches_capped(void **state)
 	/* 5 MiB queued, one commit. */
 	for (i = 0; i < 80; i++)
 		assert_int_equal(audit_writer_append(w, j, len, NULL), 0);
-	io_track = 1;
-	io_max_unsynced = 0;
-	io_syncs = 0;
+	io_set_track(1);
 	assert_int_equal(audit_writer_commit(w), 0);
 	assert_true(io_max_unsynced <= AUDITFMT_MAX_BATCH);
 	assert_true(io_max_unsynced > AUDITFMT_MAX_BATCH / 2);
@@ -1051,9 +1070,9 @@ test_batches_capped(void **state)
 	/* ... and the queue of the clean close (stop record, checkpoint). */
 	for (i = 0; i < 40; i++)
 		assert_int_equal(audit_writer_append(w, j, len, NULL), 0);
-	io_max_unsynced = 0;
+	io_set_track(1);
 	audit_writer_close(w, 1);
-	io_track = 0;
+	io_set_track(0);
 	assert_true(io_max_unsynced <= AUDITFMT_MAX_BATCH);
 	assert_int_equal(verify(f, err, sizeof(err)), 0);
 	fx_free(f);
