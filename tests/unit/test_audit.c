@@ -576,6 +576,23 @@ append_n(struct audit_writer *w, int n, const char *tag)
 	assert_int_equal(audit_writer_commit(w), 0);
 }
 
+/* A writer checkpointing every 5 records, its current key in cur and the
+ * one its next checkpoint certifies (waiting in signer.next) in next. */
+static struct audit_writer *
+open_key_writer(struct fx *f, unsigned char cur[32], unsigned char next[32])
+{
+	struct audit_writer	*w;
+	char			 err[256];
+
+	f->c.audit_checkpoint_records = 5;
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("open: %s", err);
+	assert_int_equal(key_pub(f, "signer.key", cur), 0);
+	wait_key(f, "signer.next", cur, next);
+	return w;
+}
+
 /*
  * The key a checkpoint certifies is made ahead, off the record path, and
  * is durable as signer.next before that checkpoint: each periodic
@@ -594,11 +611,7 @@ test_next_key_prepared(void **state)
 	int			 round;
 
 	(void)state;
-	f->c.audit_checkpoint_records = 5;
-	w = audit_writer_open(&f->c, err, sizeof(err));
-	assert_non_null(w);
-	assert_int_equal(key_pub(f, "signer.key", cur), 0);
-	wait_key(f, "signer.next", cur, next);
+	w = open_key_writer(f, cur, next);
 	for (round = 0; round < 3; round++) {
 		append_n(w, 5, "k");
 		audit_writer_tick(w);
@@ -649,11 +662,7 @@ test_key_handover_failure(void **state)
 	int			 fd;
 
 	(void)state;
-	f->c.audit_checkpoint_records = 5;
-	w = audit_writer_open(&f->c, err, sizeof(err));
-	assert_non_null(w);
-	assert_int_equal(key_pub(f, "signer.key", cur), 0);
-	wait_key(f, "signer.next", cur, next);
+	w = open_key_writer(f, cur, next);
 	snprintf(key, sizeof(key), "%s/signer.key", f->dir);
 	snprintf(saved, sizeof(saved), "%s/signer.saved", f->dir);
 	snprintf(inside, sizeof(inside), "%s/x", key);
