@@ -985,6 +985,22 @@ test_pipelined_sync(void **state)
 	fx_free(f);
 }
 
+#define BIG_RECORD	(65536 + 64)
+
+/* A disclosure record of 64 KiB of pad in j[BIG_RECORD]; its length. */
+static size_t
+big_record(char *j, char pad)
+{
+	size_t	 len;
+
+	len = (size_t)snprintf(j, BIG_RECORD, "{\"type\":\"disclosure\","
+	    "\"pad\":\"");
+	memset(j + len, pad, 65536);
+	len += 65536;
+	memcpy(j + len, "\"}", 3);
+	return len + 2;
+}
+
 static void *
 open_gate_later(void *arg)
 {
@@ -1004,7 +1020,7 @@ test_pipelined_window(void **state)
 {
 	struct fx		*f = fx_new();
 	struct audit_writer	*w;
-	static char		 j[65536 + 64];
+	static char		 j[BIG_RECORD];
 	char			 err[256];
 	pthread_t		 th;
 	uint64_t		 e, seq[40];
@@ -1016,12 +1032,7 @@ test_pipelined_window(void **state)
 	w = audit_writer_open(&f->c, err, sizeof(err));
 	assert_non_null(w);
 	e = audit_writer_epoch(w);
-	len = (size_t)snprintf(j, sizeof(j), "{\"type\":\"disclosure\","
-	    "\"pad\":\"");
-	memset(j + len, 'w', 65536);
-	len += 65536;
-	memcpy(j + len, "\"}", 3);
-	len += 2;
+	len = big_record(j, 'w');
 	io_set_track(1);
 	io_set_gate(1);
 	assert_int_equal(pthread_create(&th, NULL, open_gate_later, NULL), 0);
@@ -1053,7 +1064,7 @@ test_batches_capped(void **state)
 {
 	struct fx		*f = fx_new();
 	struct audit_writer	*w;
-	static char		 j[65536 + 64];
+	static char		 j[BIG_RECORD];
 	char			 err[256];
 	size_t			 len;
 	int			 i;
@@ -1062,12 +1073,7 @@ test_batches_capped(void **state)
 	f->c.audit_checkpoint_records = 1000000;
 	w = audit_writer_open(&f->c, err, sizeof(err));
 	assert_non_null(w);
-	len = (size_t)snprintf(j, sizeof(j), "{\"type\":\"disclosure\","
-	    "\"pad\":\"");
-	memset(j + len, 'b', 65536);
-	len += 65536;
-	memcpy(j + len, "\"}", 3);
-	len += 2;
+	len = big_record(j, 'b');
 	/* 5 MiB queued, one commit. */
 	for (i = 0; i < 80; i++)
 		assert_int_equal(audit_writer_append(w, j, len, NULL), 0);
