@@ -40,6 +40,7 @@ struct daemon {
 	struct admin		*admin;
 	struct audit_proc	*audit;
 	struct audit_stats	 audit_seen;	/* counted into metrics */
+	int			*listen_fds;	/* until the workers own them */
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_crl, *ev_drain;
 	struct event		*ev_audit;	/* EOF on channel 0: the audit process died */
 	int			 exit_status;
@@ -174,6 +175,37 @@ daemon_ready(void *arg, char *why, size_t len)
 		    "gone); nothing is forwarded");
 		return 0;
 	}
+	return 1;
+}
+
+/*
+ * Startup failed after the audit process started: stop it (it writes its
+ * stop record and closes the segment) before exiting, and free what was
+ * set up (g: the caller's reference to the generation, or NULL). 1.
+ */
+static int
+daemon_abort(struct daemon *d, struct gen *g)
+{
+	int	 i, started = 0;
+
+	audit_proc_stop(d->audit);
+	d->audit = NULL;
+	for (i = 0; d->workers != NULL && i < d->nworkers; i++)
+		started |= d->workers[i] != NULL;
+	if (started)
+		return 1;	/* their threads run: exit takes them down */
+	if (g != NULL)
+		gen_unref(g);
+	for (i = 0; d->listen_fds != NULL && i < d->nworkers; i++)
+		if (d->listen_fds[i] > 0)
+			close(d->listen_fds[i]);
+	free(d->listen_fds);
+	free(d->workers);
+	metrics_free(d->metrics);
+	if (d->base != NULL)
+		event_base_free(d->base);
+	free(d->listen_address);
+	gen_install(NULL);
 	return 1;
 }
 
@@ -449,7 +481,7 @@ main(int argc, char **argv)
 	struct admin_hooks	 hooks;
 	struct timeval		 tv;
 	char			 err[2048];
-	int			 ch, test = 0, fd, i, *fds = NULL;
+	int			 ch, test = 0, fd, i;
 
 	memset(&d, 0, sizeof(d));
 	while ((ch = getopt(argc, argv, "c:dtVh")) != -1) {
@@ -504,13 +536,13 @@ main(int argc, char **argv)
 	}
 	if ((g = gen_build(d.conf_path, 1, err, sizeof(err))) == NULL) {
 		log_errx("%s", err);
-		return 1;
+		return daemon_abort(&d, NULL);
 	}
 	if (tls_crl_reload(g->conf->tls_crl, g->conf->tls_client_ca, err,
 	    sizeof(err)) == -1) {
 		log_errx("%s: tls.crl: %s", d.conf_path, err);
 		gen_unref(g);
-		return 1;
+		return daemon_abort(&d, NULL);
 	}
 	d.generation = 1;
 	d.nworkers = g->conf->workers;
@@ -522,25 +554,26 @@ main(int argc, char **argv)
 	if ((d.base = event_base_new()) == NULL ||
 	    (d.metrics = metrics_new()) == NULL ||
 	    (d.workers = calloc((size_t)d.nworkers, sizeof(*d.workers))) == NULL ||
-	    (fds = calloc((size_t)d.nworkers, sizeof(*fds))) == NULL) {
+	    (d.listen_fds = calloc((size_t)d.nworkers,
+	    sizeof(*d.listen_fds))) == NULL) {
 		log_errx("out of memory");
-		return 1;
+		return daemon_abort(&d, g);
 	}
 	for (i = 0; i < d.nworkers; i++)
-		if ((fds[i] = listen_socket(g->conf->listen_address,
+		if ((d.listen_fds[i] = listen_socket(g->conf->listen_address,
 		    g->conf->listen_port, 1, err, sizeof(err))) == -1) {
 			log_errx("listen: %s", err);
-			return 1;
+			return daemon_abort(&d, g);
 		}
 	fd = -1;
 	if (g->conf->admin_enabled && (fd = listen_socket(g->conf->admin_address,
 	    g->conf->admin_port, 0, err, sizeof(err))) == -1) {
 		log_errx("admin listen: %s", err);
-		return 1;
+		return daemon_abort(&d, g);
 	}
 	if (drop_privileges(g->conf->user, err, sizeof(err)) == -1) {
 		log_errx("%s", err);
-		return 1;
+		return daemon_abort(&d, g);
 	}
 	hooks.ready = daemon_ready;
 	hooks.metrics = daemon_metrics;
@@ -548,17 +581,18 @@ main(int argc, char **argv)
 	if (fd != -1 && (d.admin = admin_start(d.base, fd, &hooks, err,
 	    sizeof(err))) == NULL) {
 		log_errx("%s", err);
-		return 1;
+		return daemon_abort(&d, g);
 	}
 	for (i = 0; i < d.nworkers; i++) {
-		if ((d.workers[i] = worker_new(i, fds[i],
+		if ((d.workers[i] = worker_new(i, d.listen_fds[i],
 		    audit_proc_fd(d.audit, i + 1), err, sizeof(err))) == NULL ||
 		    worker_start(d.workers[i]) == -1) {
 			log_errx("worker %d: %s", i, err);
-			return 1;
+			return daemon_abort(&d, g);
 		}
 	}
-	free(fds);
+	free(d.listen_fds);
+	d.listen_fds = NULL;
 	d.ev_hup = evsignal_new(d.base, SIGHUP, daemon_signal, &d);
 	d.ev_term = evsignal_new(d.base, SIGTERM, daemon_signal, &d);
 	d.ev_int = evsignal_new(d.base, SIGINT, daemon_signal, &d);

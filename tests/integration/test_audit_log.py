@@ -733,3 +733,50 @@ def test_audit_metrics_count_what_is_durable(e):
 	util.wait_until(lambda: snap()[2] > c0 and log_checkpoints() > k0, 10,
 			what="a checkpoint counted")
 	assert snap()[2] - c0 == log_checkpoints() - k0
+
+
+def audit_processes(config_path):
+	"""PIDs of live audit processes started with this config."""
+	pids = []
+	for d in os.listdir("/proc"):
+		if not d.isdigit():
+			continue
+		try:
+			with open("/proc/%s/comm" % d) as f:
+				comm = f.read().strip()
+			with open("/proc/%s/cmdline" % d, "rb") as f:
+				argv = f.read().split(b"\0")
+		except OSError:
+			continue
+		if comm == "subgate-audit" and str(config_path).encode() in argv:
+			pids.append(int(d))
+	return pids
+
+
+def test_startup_failure_after_the_audit_process_stops_it_first(request, pki, tmp_path):
+	"""Startup can fail after the audit process has started (here the
+	listen port is taken). subgate then stops the audit process before it
+	exits: the log ends with its stop record and verifies intact at once,
+	and the directory is free for the next start."""
+	env = AuditEnv(pki, tmp_path, "startfail", start=False)
+	blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	try:
+		attach(request, env.gw, *env.procs.values())
+		blocker.bind(("127.0.0.1", env.cfg["listen"]["port"]))
+		blocker.listen(1)
+		env.gw.start(wait=False)
+		assert env.gw.wait_exit(15) == 1
+		left = audit_processes(env.gw.config_path)
+		assert "listen: " in env.gw.log_text(), env.gw.log_text()
+		assert not left, "the audit process outlived subgate: %r" % left
+		rc, out = env.verify()
+		assert rc == 0, "the log is not closed when subgate exits: %s" % out
+		last = env.records()[-1]
+		assert last["type"] == "lifecycle" and last["event"] == "stop", last
+		blocker.close()
+		env.gw.start()
+		assert audit_processes(env.gw.config_path), "the check above sees no audit process"
+		assert post_contact(env.gw, contact(), rid("after")).status == 200
+	finally:
+		blocker.close()
+		env.close()
