@@ -1833,8 +1833,8 @@ audit_writer_commit(struct audit_writer *w)
 int
 audit_writer_flush(struct audit_writer *w)
 {
-	size_t	 n;
-	uint64_t fresh = w->fresh;
+	size_t		 n;
+	uint64_t	 fresh = w->fresh;
 
 	w->fresh = 0;
 	/* A lone record (light load): no other to overlap, so sync here
