@@ -178,6 +178,24 @@ def checkpoint_lines(text):
 # --------------------------------------------------------------------------
 # processes
 
+def audit_processes(config_path):
+	"""PIDs of live audit processes started with this config."""
+	pids = []
+	for d in os.listdir("/proc"):
+		if not d.isdigit():
+			continue
+		try:
+			with open("/proc/%s/comm" % d) as f:
+				comm = f.read().strip()
+			with open("/proc/%s/cmdline" % d, "rb") as f:
+				argv = f.read().split(b"\0")
+		except OSError:
+			continue
+		if comm == "subgate-audit" and str(config_path).encode() in argv:
+			pids.append(int(d))
+	return pids
+
+
 def children(pid):
 	"""Pids whose parent is pid (from /proc/*/stat)."""
 	out = []

@@ -17,8 +17,8 @@ import pytest
 
 import util
 from test_audit_common import (ACTIONS, TIME_RE, AuditEnv, Keys, attach, audit_files, body_hmac,
-			       by_request, canary, checkpoint_lines, contact, post_contact, records, rid,
-			       verify, wait_records)
+			       audit_processes, by_request, canary, checkpoint_lines, contact, post_contact,
+			       records, rid, verify, wait_records)
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 COMMON = ("type", "seq", "time", "instance", "request_id", "tenant", "client", "integration",
@@ -733,24 +733,6 @@ def test_audit_metrics_count_what_is_durable(e):
 	util.wait_until(lambda: snap()[2] > c0 and log_checkpoints() > k0, 10,
 			what="a checkpoint counted")
 	assert snap()[2] - c0 == log_checkpoints() - k0
-
-
-def audit_processes(config_path):
-	"""PIDs of live audit processes started with this config."""
-	pids = []
-	for d in os.listdir("/proc"):
-		if not d.isdigit():
-			continue
-		try:
-			with open("/proc/%s/comm" % d) as f:
-				comm = f.read().strip()
-			with open("/proc/%s/cmdline" % d, "rb") as f:
-				argv = f.read().split(b"\0")
-		except OSError:
-			continue
-		if comm == "subgate-audit" and str(config_path).encode() in argv:
-			pids.append(int(d))
-	return pids
 
 
 def test_startup_failure_after_the_audit_process_stops_it_first(request, pki, tmp_path):
