@@ -1235,8 +1235,10 @@ conf_parse_request(struct conf_ld *ld, const config_setting_t *g,
 			    "list it under allow, tokenize, format_preserve, "
 			    "hash or mask", ok, subj);
 		/* Any action but allow: the daemon walks these paths with
-		 * policy_apply_response, which hands only non-allow string
-		 * values to its callback (the subject hasher). */
+		 * policy_collect_json, which hands only non-allow values to
+		 * its callback (the subject hasher); a form body's fields are
+		 * decided by policy_rules_root, for which any action but
+		 * drop matches. */
 		if (policy_rules_add(ep->subjects, subj, POLICY_HASH, pe,
 		    sizeof(pe)) == -1)
 			return conf_err(ld, e, "%s: %s", ok, pe);

@@ -713,24 +713,51 @@ struct subjects {
 	size_t			 n;
 };
 
-static int
-subjects_collect(void *arg, enum policy_action a, const struct json_token *v,
-    struct buf *sink)
+/* The hash of one value, when it is an email or a phone number. */
+static void
+subject_add(struct subjects *s, const char *val, size_t len)
 {
-	struct subjects	*s = arg;
-	const char	*val = v->type == JSON_STRING ? v->str : v->raw;
-	size_t		 len = v->type == JSON_STRING ? v->str_len : v->raw_len;
-	char		 hex[65];
+	char	 hex[65];
 
-	(void)a;
-	if ((v->type == JSON_STRING || v->type == JSON_NUMBER) &&
-	    audit_subject_hash(s->gen->index_key, val, len, s->cc, hex) == 1) {
+	if (audit_subject_hash(s->gen->index_key, val, len, s->cc, hex) == 1) {
 		buf_append_str(s->out, s->n++ ? ",\"" : "\"");
 		buf_append(s->out, hex, 64);
 		buf_append_char(s->out, '"');
 	}
-	/* policy_collect_json passes no sink */
-	return sink != NULL ? buf_append(sink, v->raw, v->raw_len) : 0;
+}
+
+/* policy_collect_json's transform: strings and numbers (no sink). */
+static int
+subjects_collect(void *arg, enum policy_action a, const struct json_token *v,
+    struct buf *sink)
+{
+	(void)a;
+	(void)sink;
+	if (v->type == JSON_STRING)
+		subject_add(arg, v->str, v->str_len);
+	else if (v->type == JSON_NUMBER)
+		subject_add(arg, v->raw, v->raw_len);
+	return 0;
+}
+
+/*
+ * A form body's subjects: the values of the fields the subject rules name
+ * at the root (decided as policy_rules_root decides form fields). The body
+ * was read whole by rewrite_request, so it decodes.
+ */
+static void
+subjects_form(struct subjects *s, const struct policy_rules *subjects,
+    const char *body, size_t len)
+{
+	struct route_query_iter	 qi;
+	char			 err[64];
+
+	route_query_init(&qi, body, len);
+	while (route_query_next(&qi, err, sizeof(err)) == 1)
+		if (qi.has_value && policy_rules_root(subjects, qi.name.data,
+		    qi.name.len, NULL) != POLICY_DROP)
+			subject_add(s, qi.value.data, qi.value.len);
+	route_query_free(&qi);	/* wipes the decoded values */
 }
 
 /*
@@ -786,7 +813,7 @@ static void
 request_disclosure(struct conn *c, struct buf *j)
 {
 	struct request		*r = c->req;
-	struct buf		 list = { 0 }, sink = { 0 };
+	struct buf		 list = { 0 };
 	struct subjects		 sj = { r->gen, r->tenant->phone_country_code,
 				    &list, 0 };
 	struct policy_transform	 xf = { subjects_collect, &sj };
@@ -807,24 +834,19 @@ request_disclosure(struct conn *c, struct buf *j)
 	/*
 	 * A JSON body was read whole by rewrite_request's policy_apply_json
 	 * with this reader (the request is refused otherwise), so the
-	 * collect-only walk may skip what no subject path reaches. A form
-	 * body was never read as JSON: the checking walk keeps what it
-	 * always did there (nothing, unless the form body parses as JSON).
+	 * collect-only walk may skip what no subject path reaches.
 	 */
-	if (r->ep->subjects != NULL && r->body.len > 0 && !r->form)
+	if (r->ep->subjects != NULL && r->body.len > 0 && r->form)
+		subjects_form(&sj, r->ep->subjects, r->body.data, r->body.len);
+	else if (r->ep->subjects != NULL && r->body.len > 0)
 		policy_collect_json(r->ep->subjects, c->w->json, r->body.data,
 		    r->body.len, &xf, err, sizeof(err));
-	else if (r->ep->subjects != NULL && r->body.len > 0)
-		policy_apply_response(r->ep->subjects, c->w->json, r->body.data,
-		    r->body.len, &xf, &sink, err, sizeof(err));
 	buf_append_str(j, ",\"subjects_hmac\":[");
 	buf_append(j, list.data, list.len);
 	buf_append_char(j, ']');
 	disclose_str(j, "policy", r->gen->policy_hash);
 	disclose_num(j, "generation", r->gen->id);
 	buf_append_char(j, '}');
-	OPENSSL_cleanse(sink.data, sink.cap);
-	buf_free(&sink);
 	buf_free(&list);
 }
 

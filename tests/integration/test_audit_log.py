@@ -12,6 +12,7 @@ import ssl
 import struct
 import threading
 import time
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -34,6 +35,11 @@ def _edit(cfg, env):
 	# The calendar integration goes to a port nobody listens on (refused
 	# connections); a hanging crm times out after one second.
 	cfg["limits"]["upstream_timeout_ms"] = 1000
+	# Leads come as form bodies: their subjects are root-level fields.
+	crm = [i for i in cfg["integrations"] if i["name"] == "crm"][0]
+	crm["endpoints"].append({"method": "POST", "path": "/v1/leads", "request": {
+		"allow": ["name"], "tokenize": ["email"], "hash": ["phone"],
+		"subjects": ["email", "phone"]}})
 
 
 @pytest.fixture(scope="module")
@@ -545,6 +551,32 @@ def test_subject_search_any_formatting(e):
 	assert found("nobody.%s@example.org" % n) == []
 	assert found("+1 415 555 " + n, "--type", "disclosure", "--tenant", "globex") == []
 	assert found(a_email, "--integration", "calendar") == [ids["cal"]]
+
+
+def test_subjects_of_a_form_body(e):
+	"""A form body's subject fields are hashed like a JSON body's: `audit
+	show --subject` finds the call by the email or the phone number sent as
+	form fields (percent-encoded, + for spaces), and a field the subject
+	rules do not name is not a subject."""
+	n = str(int(time.time() * 1000))[-4:]
+	email, phone = "form.%s@Example.org" % n, "+1 415 555 %s" % n
+	body = "name=Form+Lead&email=%s&phone=%s&note=other.%s%%40example.org" % (
+		quote(email, safe=""), quote_plus(phone), n)
+	r_id = rid("form")
+	r = e.gw.request("POST", "/crm/v1/leads", body=body.encode(), headers={
+		"Content-Type": "application/x-www-form-urlencoded", "X-Request-Id": r_id})
+	assert r.status == 200, r
+	d = e.wait_call(r_id)["disclosure"][0]
+	assert d["subjects"] == 2, d
+	assert sorted(d["fields"].get("tokenize", [])) == ["email"], d["fields"]
+
+	def found(subject):
+		res = e.show("--index-key", e.keys.index, "--subject", subject)
+		assert res.returncode == 0, res.stderr
+		return [json.loads(ln)["request_id"] for ln in res.stdout.splitlines() if ln.strip()]
+	assert found(email.lower()) == [r_id]
+	assert found("+1415555" + n) == [r_id]
+	assert found("other.%s@example.org" % n) == []
 
 
 def test_policy_hash_follows_recipient_and_key_versions(gateway, pki):
