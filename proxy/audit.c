@@ -84,12 +84,11 @@ struct audit_writer {
 	unsigned char	 head[32];
 	uint64_t	 next_seq, seg_frames, seg_records, seg_len;
 	/* ... and as made durable */
-	unsigned char	 d_head[32];
-	uint64_t	 d_next_seq, d_frames, d_records, d_len;
+	struct w_point	 d;
 	struct buf	 pending;	/* queued frames, written at wr.len */
 	/*
 	 * Between the durable point and the queue: frames written to the
-	 * file but not yet synced end at wr (wr.len - d_len is at most
+	 * file but not yet synced end at wr (wr.len - d.len is at most
 	 * AUDITFMT_MAX_BATCH, so a crash still tears only the last batch).
 	 * The sync thread's fdatasync, begun after they were written, makes
 	 * the file durable up to sy. epoch counts rollbacks: records queued
@@ -99,7 +98,7 @@ struct audit_writer {
 	int		 s_inflight;
 	uint64_t	 fresh;		/* records appended since a flush */
 	struct audit_stats stats;
-	uint64_t	 epoch, epoch_floor;	/* d_next_seq at the rollback */
+	uint64_t	 epoch, epoch_floor;	/* d.next_seq at the rollback */
 	pthread_t	 st_thread;
 	int		 st_started, st_req, st_done, st_rc, st_errno, st_stop;
 	int		 st_efd;	/* readable when a sync is done */
@@ -519,23 +518,9 @@ w_point_queued(const struct audit_writer *w, struct w_point *p)
 static void
 w_set_durable(struct audit_writer *w, const struct w_point *p)
 {
-	if (p->next_seq > w->d_next_seq)
-		w->stats.records += p->next_seq - w->d_next_seq;
-	memcpy(w->d_head, p->head, 32);
-	w->d_next_seq = p->next_seq;
-	w->d_frames = p->frames;
-	w->d_records = p->records;
-	w->d_len = p->len;
-}
-
-static void
-w_durable_point(const struct audit_writer *w, struct w_point *p)
-{
-	memcpy(p->head, w->d_head, 32);
-	p->next_seq = w->d_next_seq;
-	p->frames = w->d_frames;
-	p->records = w->d_records;
-	p->len = w->d_len;
+	if (p->next_seq > w->d.next_seq)
+		w->stats.records += p->next_seq - w->d.next_seq;
+	w->d = *p;
 }
 
 /*
@@ -577,14 +562,14 @@ static void
 w_rollback(struct audit_writer *w)
 {
 	(void)w_sync_wait(w);
-	memcpy(w->head, w->d_head, 32);
-	w->next_seq = w->d_next_seq;
-	w->seg_frames = w->d_frames;
-	w->seg_records = w->d_records;
-	w->seg_len = w->d_len;
-	w_durable_point(w, &w->wr);
+	memcpy(w->head, w->d.head, 32);
+	w->next_seq = w->d.next_seq;
+	w->seg_frames = w->d.frames;
+	w->seg_records = w->d.records;
+	w->seg_len = w->d.len;
+	w->wr = w->d;
 	buf_truncate(&w->pending, 0);
-	w->epoch_floor = w->d_next_seq;
+	w->epoch_floor = w->d.next_seq;
 	w->epoch++;
 }
 
@@ -698,7 +683,7 @@ w_sync(struct audit_writer *w)
 		w_rollback(w);
 		return -1;
 	}
-	if (w->wr.len > w->d_len) {
+	if (w->wr.len > w->d.len) {
 		if (fdatasync(w->segfd) == -1) {
 			w_fail(w, "fdatasync");
 			return -1;
@@ -708,12 +693,12 @@ w_sync(struct audit_writer *w)
 	}
 	if (w->pending.len == 0 && !w->finishing)
 		return 0;
-	if (w->finishing && w->zeroed_end > w->d_len) {
-		if (ftruncate(w->segfd, (off_t)w->d_len) == -1) {
+	if (w->finishing && w->zeroed_end > w->d.len) {
+		if (ftruncate(w->segfd, (off_t)w->d.len) == -1) {
 			w_fail(w, "ftruncate");
 			return -1;
 		}
-		w->zeroed_end = w->d_len;
+		w->zeroed_end = w->d.len;
 	}
 	off = 0;
 	do {
@@ -1190,13 +1175,13 @@ w_segment_create(struct audit_writer *w, uint64_t id, uint64_t prev_id,
 	w->seg_id = id;
 	w->seg_created_ms = h.created_ms;
 	w->seg_frames = w->seg_records = w->seg_len = 0;
-	w->d_frames = w->d_records = w->d_len = 0;
+	w->d.frames = w->d.records = w->d.len = 0;
 	w->zeroed_end = 0;
 	w->finishing = w->no_prealloc = 0;
 	memcpy(w->head, prev_head, 32);
-	memcpy(w->d_head, prev_head, 32);
-	w->next_seq = w->d_next_seq = first_seq;
-	w_durable_point(w, &w->wr);
+	memcpy(w->d.head, prev_head, 32);
+	w->next_seq = w->d.next_seq = first_seq;
+	w->wr = w->d;
 	buf_truncate(&w->pending, 0);
 	if (auditfmt_header_encode(&body, &h) == -1 || w_frame(w, &body)) {
 		buf_free(&body);
@@ -1315,11 +1300,11 @@ w_recover_into_new(struct audit_writer *w, uint64_t prev_id,
 static void
 w_runtime_recover(struct audit_writer *w)
 {
-	uint64_t	 prev = w->seg_id, len = w->d_len, seq = w->d_next_seq;
+	uint64_t	 prev = w->seg_id, len = w->d.len, seq = w->d.next_seq;
 	unsigned char	 head[32];
 	char		 name[64];
 
-	memcpy(head, w->d_head, 32);
+	memcpy(head, w->d.head, 32);
 	w_forget_key(w);
 	if (w->segfd != -1)
 		close(w->segfd);
@@ -1333,10 +1318,10 @@ w_runtime_recover(struct audit_writer *w)
 	w->segfd = -1;
 	unlinkat(w->dirfd, name, 0);
 	w->seg_id = prev;
-	w->d_len = len;
-	w->d_next_seq = seq;
-	memcpy(w->d_head, head, 32);
-	w_durable_point(w, &w->wr);
+	w->d.len = len;
+	w->d.next_seq = seq;
+	memcpy(w->d.head, head, 32);
+	w->wr = w->d;
 	w->failed = 1;
 	w->last_recovery_ms = mono_ms();
 }
@@ -1846,13 +1831,13 @@ audit_writer_flush(struct audit_writer *w)
 		return -1;
 	}
 	if (w->failed || w->segfd == -1) {
-		if (w->pending.len > 0 || w->wr.len > w->d_len)
+		if (w->pending.len > 0 || w->wr.len > w->d.len)
 			w_rollback(w);
 		return -1;
 	}
 	if ((n = w->pending.len) > 0) {
 		/* Beyond the window a crash may tear: sync it all here. */
-		if (w->wr.len - w->d_len + n > AUDITFMT_MAX_BATCH)
+		if (w->wr.len - w->d.len + n > AUDITFMT_MAX_BATCH)
 			return audit_writer_commit(w);
 		if (mono_ms() - w->last_space_ms >= 1000)
 			w_check_space(w);
@@ -1861,7 +1846,7 @@ audit_writer_flush(struct audit_writer *w)
 		buf_truncate(&w->pending, 0);
 		w_point_queued(w, &w->wr);
 	}
-	if (!w->s_inflight && w->wr.len > w->d_len)
+	if (!w->s_inflight && w->wr.len > w->d.len)
 		st_begin(w);
 	return 0;
 }
@@ -1888,7 +1873,7 @@ int
 audit_writer_durable(struct audit_writer *w, uint64_t epoch, uint64_t seq)
 {
 	if (epoch == w->epoch)
-		return seq < w->d_next_seq;
+		return seq < w->d.next_seq;
 	/* Durable before the last rollback, or dropped by it. Across two
 	 * rollbacks: lost (only ever a durable record answered as not). */
 	if (epoch + 1 == w->epoch && seq < w->epoch_floor)
