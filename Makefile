@@ -73,7 +73,7 @@ bench:
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-FUZZ_LIBSRC := proxy/buf.c proxy/http.c proxy/json.c proxy/route.c proxy/policy.c proxy/auditfmt.c
+FUZZ_LIBSRC := proxy/buf.c proxy/log.c proxy/http.c proxy/json.c proxy/route.c proxy/policy.c proxy/auditfmt.c
 FUZZ_SECONDS ?= 30
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
 	@mkdir -p $(dir $@)

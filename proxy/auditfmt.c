@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include "auditfmt.h"
+#include "log.h"
 
 static const char hdr_magic[8] = { 'S', 'G', 'A', 'U', 'D', 'I', 'T', '1' };
 static const char ck_context[] = "subgate/v1 audit-checkpoint";
@@ -83,18 +84,6 @@ cur_copy(struct cur *c, void *dst, size_t n)
 		memcpy(dst, p, n);
 	else
 		memset(dst, 0, n);
-}
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 static void

@@ -3,6 +3,7 @@
 #define SUBGATE_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -15,6 +16,10 @@ void	log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Format an error message into err[0..errlen), for callers that report
+ * errors in a buffer; does nothing when err is NULL or errlen is 0. */
+void	seterr(char *err, size_t errlen, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 /* Whether messages of level lvl are printed. */
 int	log_enabled(enum log_level lvl);
 /* Print pre-formatted logfmt records (request lines) at info, one write. */
