@@ -12,7 +12,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
 	   -fPIE $(WARN) -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS	+= -pie -Wl,-z,relro,-z,now
-LDLIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LDLIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunistring -lpthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS	+= -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS	+= -fsanitize=$(SANITIZE)
@@ -79,7 +79,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -D_GNU_SOURCE -Iproxy -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIBSRC) \
-	    $(shell pkg-config --cflags --libs openssl)
+	    $(shell pkg-config --cflags --libs openssl) -lunistring
 
 fuzz: deps $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \

@@ -15,6 +15,10 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <unicase.h>
+#include <uninorm.h>
+#include <unistr.h>
+
 #include "auditfmt.h"
 #include "log.h"
 
@@ -1681,173 +1685,52 @@ auditfmt_time_parse(const char *s, uint64_t *ms)
 
 /* ---- subject hashes ---- */
 
-/* Canonical compositions: base letter + combining mark -> precomposed. */
-struct compose {
-	uint32_t	 mark;
-	const char	*bases;
-	uint16_t	 out[32];
-};
-
-static const struct compose compositions[] = {
-	{ 0x300, "AEIOUaeiou", { 0xC0, 0xC8, 0xCC, 0xD2, 0xD9, 0xE0, 0xE8,
-	    0xEC, 0xF2, 0xF9 } },
-	{ 0x301, "AEIOUYaeiouyCcLlNnRrSsZz", { 0xC1, 0xC9, 0xCD, 0xD3, 0xDA,
-	    0xDD, 0xE1, 0xE9, 0xED, 0xF3, 0xFA, 0xFD, 0x106, 0x107, 0x139,
-	    0x13A, 0x143, 0x144, 0x154, 0x155, 0x15A, 0x15B, 0x179, 0x17A } },
-	{ 0x302, "AEIOUaeiouCcGgHhJjSsWwYy", { 0xC2, 0xCA, 0xCE, 0xD4, 0xDB,
-	    0xE2, 0xEA, 0xEE, 0xF4, 0xFB, 0x108, 0x109, 0x11C, 0x11D, 0x124,
-	    0x125, 0x134, 0x135, 0x15C, 0x15D, 0x174, 0x175, 0x176, 0x177 } },
-	{ 0x303, "ANOanoIiUu", { 0xC3, 0xD1, 0xD5, 0xE3, 0xF1, 0xF5, 0x128,
-	    0x129, 0x168, 0x169 } },
-	{ 0x304, "AaEeIiOoUu", { 0x100, 0x101, 0x112, 0x113, 0x12A, 0x12B,
-	    0x14C, 0x14D, 0x16A, 0x16B } },
-	{ 0x306, "AaEeGgIiOoUu", { 0x102, 0x103, 0x114, 0x115, 0x11E, 0x11F,
-	    0x12C, 0x12D, 0x14E, 0x14F, 0x16C, 0x16D } },
-	{ 0x307, "CcEeGgZz", { 0x10A, 0x10B, 0x116, 0x117, 0x120, 0x121,
-	    0x17B, 0x17C } },
-	{ 0x308, "AEIOUaeiouyY", { 0xC4, 0xCB, 0xCF, 0xD6, 0xDC, 0xE4, 0xEB,
-	    0xEF, 0xF6, 0xFC, 0xFF, 0x178 } },
-	{ 0x30A, "AaUu", { 0xC5, 0xE5, 0x16E, 0x16F } },
-	{ 0x30B, "OoUu", { 0x150, 0x151, 0x170, 0x171 } },
-	{ 0x30C, "CcDdEeNnRrSsTtZz", { 0x10C, 0x10D, 0x10E, 0x10F, 0x11A,
-	    0x11B, 0x147, 0x148, 0x158, 0x159, 0x160, 0x161, 0x164, 0x165,
-	    0x17D, 0x17E } },
-	{ 0x327, "CcGgKkLlNnRrSsTt", { 0xC7, 0xE7, 0x122, 0x123, 0x136, 0x137,
-	    0x13B, 0x13C, 0x145, 0x146, 0x156, 0x157, 0x15E, 0x15F, 0x162,
-	    0x163 } },
-	{ 0x328, "AaEeIiUu", { 0x104, 0x105, 0x118, 0x119, 0x12E, 0x12F,
-	    0x172, 0x173 } },
-};
-
-static uint32_t
-compose(uint32_t base, uint32_t mark)
-{
-	const char	*p;
-	size_t		 i;
-
-	if (base > 0x7f)
-		return 0;
-	for (i = 0; i < sizeof(compositions) / sizeof(compositions[0]); i++) {
-		if (compositions[i].mark != mark)
-			continue;
-		if ((p = strchr(compositions[i].bases, (int)base)) == NULL ||
-		    base == 0)
-			return 0;
-		return compositions[i].out[p - compositions[i].bases];
-	}
-	return 0;
-}
-
-static uint32_t
-lower(uint32_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c + 32;
-	if (c >= 0xC0 && c <= 0xDE && c != 0xD7)
-		return c + 32;
-	if (c == 0x130)		/* dotless/dotted I: no simple mapping */
-		return c;
-	if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177))
-		return c | 1;
-	if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E))
-		return c & 1 ? c + 1 : c;
-	if (c == 0x178)
-		return 0xFF;
-	return c;
-}
-
-/* Decode one UTF-8 sequence (already validated by the caller's loop). */
-static int
-utf8_next(const unsigned char *s, size_t n, size_t *i, uint32_t *cp)
-{
-	unsigned char	 c = s[*i];
-	uint32_t	 v, min;
-	size_t		 k, len;
-
-	if (c < 0x80) {
-		*cp = c;
-		(*i)++;
-		return 0;
-	}
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		v = c & 0x1F;
-		min = 0x80;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		v = c & 0x0F;
-		min = 0x800;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		v = c & 0x07;
-		min = 0x10000;
-	} else
-		return -1;
-	if (n - *i < len)
-		return -1;
-	for (k = 1; k < len; k++) {
-		if ((s[*i + k] & 0xC0) != 0x80)
-			return -1;
-		v = v << 6 | (s[*i + k] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return -1;
-	*cp = v;
-	*i += len;
-	return 0;
-}
-
-static int
-utf8_put(struct buf *b, uint32_t c)
-{
-	char	 o[4];
-
-	if (c < 0x80)
-		return buf_append_char(b, (char)c);
-	if (c < 0x800) {
-		o[0] = (char)(0xC0 | c >> 6);
-		o[1] = (char)(0x80 | (c & 0x3F));
-		return buf_append(b, o, 2);
-	}
-	if (c < 0x10000) {
-		o[0] = (char)(0xE0 | c >> 12);
-		o[1] = (char)(0x80 | (c >> 6 & 0x3F));
-		o[2] = (char)(0x80 | (c & 0x3F));
-		return buf_append(b, o, 3);
-	}
-	o[0] = (char)(0xF0 | c >> 18);
-	o[1] = (char)(0x80 | (c >> 12 & 0x3F));
-	o[2] = (char)(0x80 | (c >> 6 & 0x3F));
-	o[3] = (char)(0x80 | (c & 0x3F));
-	return buf_append(b, o, 4);
-}
-
+/*
+ * An email: NFC, then lower case (Unicode's full mappings, no language's
+ * special rules), then NFC again, so that canonically equivalent spellings
+ * of an address, and its upper- and lower-case spellings, hash alike. ASCII,
+ * the common case, is lower-cased here. libunistring's results land in the
+ * stack buffers when they fit; whatever holds the address is wiped.
+ * 1, 0 (not UTF-8), or -1.
+ */
 static int
 normalise_email(const unsigned char *s, size_t n, struct buf *out)
 {
-	uint32_t	 cp, prev = 0, c;
-	size_t		 i = 0;
-	int		 have_prev = 0;
+	uint8_t		 nbuf[256], lbuf[256], *nfc, *low = NULL;
+	size_t		 i, nlen = sizeof(nbuf), llen = sizeof(lbuf), at;
+	int		 rc = -1;
 
-	while (i < n) {
-		if (utf8_next(s, n, &i, &cp) == -1)
-			return 0;
-		if (cp == 0x212B)	/* ANGSTROM SIGN is A WITH RING */
-			cp = 0xC5;
-		else if (cp == 0x212A)	/* KELVIN SIGN is K */
-			cp = 'K';
-		if (have_prev && (c = compose(prev, cp)) != 0) {
-			prev = c;
-			continue;
-		}
-		if (have_prev && utf8_put(out, lower(prev)) == -1)
+	for (i = 0; i < n && s[i] < 0x80; i++)
+		;
+	if (i == n) {
+		at = out->len;
+		if (buf_append(out, s, n) == -1)
 			return -1;
-		prev = cp;
-		have_prev = 1;
+		for (i = at; i < out->len; i++)
+			if (out->data[i] >= 'A' && out->data[i] <= 'Z')
+				out->data[i] = (char)(out->data[i] + 32);
+		return 1;
 	}
-	if (have_prev && utf8_put(out, lower(prev)) == -1)
-		return -1;
-	return 1;
+	if (u8_check(s, n) != NULL)
+		return 0;
+	if ((nfc = u8_normalize(UNINORM_NFC, s, n, nbuf, &nlen)) == NULL)
+		goto done;
+	if ((low = u8_tolower(nfc, nlen, NULL, UNINORM_NFC, lbuf,
+	    &llen)) == NULL)
+		goto done;
+	rc = buf_append(out, low, llen) == -1 ? -1 : 1;
+ done:
+	if (nfc != NULL && nfc != nbuf) {
+		explicit_bzero(nfc, nlen);
+		free(nfc);
+	}
+	if (low != NULL && low != lbuf) {
+		explicit_bzero(low, llen);
+		free(low);
+	}
+	explicit_bzero(nbuf, sizeof(nbuf));
+	explicit_bzero(lbuf, sizeof(lbuf));
+	return rc;
 }
 
 static int

@@ -367,10 +367,8 @@ int	auditfmt_time_parse(const char *s, uint64_t *ms);
  * The keyed subject hash the worker stores and the CLI searches for:
  * HMAC-SHA-256(index_key, normalised value) in lower-case hex. value (not
  * NUL-terminated) is trimmed of ASCII white space. With '@' it is an
- * email: NFC (ASCII, and base letter + combining grave, acute, circumflex,
- * tilde, diaeresis, ring, cedilla or caron composed into Latin-1 and Latin
- * Extended-A letters; other sequences are kept as written), then lower-case
- * (ASCII, Latin-1 and Latin Extended-A). Otherwise, with 6 or more digits,
+ * email: Unicode NFC, lower case (full mappings, no language's rules), NFC
+ * again (libunistring). Otherwise, with 6 or more digits,
  * a phone number: its digits, "00" prefix removed, phone_country_code's
  * digits in front unless it starts with '+' or "00". Returns 1 with out
  * filled, 0 if value is not a subject value (or an email is not UTF-8).

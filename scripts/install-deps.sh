@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential pkg-config libssl-dev openssl libevent-dev libconfig-dev
       libjemalloc-dev libcmocka-dev libjansson-dev python3 python3-pytest curl
-      clang libclang-rt-14-dev procps)
+      libunistring-dev clang libclang-rt-14-dev procps)
 if [ "${1:-}" = bench ]; then
 	pkgs+=(nginx haproxy wrk apache2-utils util-linux)
 fi

@@ -504,6 +504,14 @@ def test_subject_search_any_formatting(e):
 	ids["nfd"] = rid("subjnfd")
 	assert post_contact(e.gw, contact("Jose\u0301.%s@example.org" % n, "+1 646 555 " + n),
 			    ids["nfd"]).status == 200
+	# beyond Latin: Cyrillic upper case, and Vietnamese written decomposed
+	# (e + U+0302 + U+0303, where the search has the precomposed U+1EC5)
+	ids["cyr"] = rid("subjcyr")
+	assert post_contact(e.gw, contact("\u0418\u0412\u0410\u041d.%s@\u041f\u0420\u0418\u041c\u0415\u0420.\u0420\u0424" % n,
+					  "+1 718 555 " + n), ids["cyr"]).status == 200
+	ids["vi"] = rid("subjvi")
+	assert post_contact(e.gw, contact("Nguye\u0302\u0303n.%s@example.vn" % n, "+1 917 555 " + n),
+			    ids["vi"]).status == 200
 	for i in ids.values():
 		e.wait_call(i)
 	cal = e.wait_call(ids["cal"])["disclosure"][0]
@@ -538,6 +546,9 @@ def test_subject_search_any_formatting(e):
 		assert found(subject, *extra, stdin=True) == want, ("stdin", subject, extra)
 	assert found("jos\u00e9.%s@EXAMPLE.org" % n) == [ids["nfd"]], "email not NFC-normalised"
 	assert found("jose\u0301.%s@example.org" % n) == [ids["nfd"]]
+	assert found("\u0438\u0432\u0430\u043d.%s@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444" % n) == [ids["cyr"]], \
+		"a non-Latin email not lower-cased"
+	assert found("nguy\u1ec5n.%s@example.vn" % n) == [ids["vi"]], "email not NFC-normalised"
 	assert found(b_email) == [ids["b"]]
 	assert found("+1 212-555-" + n) == [ids["b"]]
 	C = [ids["c"]]

@@ -700,6 +700,36 @@ test_subject_normalise_and_hash(void **state)
 	expect_norm("S\xcc\x8ckoda@x.cz", NULL, "\xc5\xa1koda@x.cz");
 	expect_norm("\xe2\x84\xab@x.se", NULL, "\xc3\xa5@x.se");
 	expect_norm("bad\xff@x", NULL, NULL);
+	expect_norm("bad\xed\xa0\x80@x", NULL, NULL);	/* a surrogate */
+	/* Beyond Latin: Cyrillic lower-cases; Vietnamese e + circumflex +
+	 * tilde composes to U+1EC5; marks are put in canonical order (ogonek
+	 * before diaeresis) whichever way they came; Hangul jamo compose. */
+	expect_norm("\xd0\x98\xd0\x92\xd0\x90\xd0\x9d@X.RU", NULL,
+	    "\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd@x.ru");
+	expect_norm("NGUYE\xcc\x82\xcc\x83N@x.vn", NULL,
+	    "nguy\xe1\xbb\x85n@x.vn");
+	expect_norm("a\xcc\x88\xcc\xa8@x", NULL, "\xc4\x85\xcc\x88@x");
+	expect_norm("a\xcc\xa8\xcc\x88@x", NULL, "\xc4\x85\xcc\x88@x");
+	expect_norm("\xe1\x84\x92\xe1\x85\xa1\xe1\x86\xab@x.kr", NULL,
+	    "\xed\x95\x9c@x.kr");
+	/* KELVIN SIGN is K; capital I with dot lower-cases to i + dot. */
+	expect_norm("\xe2\x84\xaa@x", NULL, "k@x");
+	expect_norm("\xc4\xb0@x.tr", NULL, "i\xcc\x87@x.tr");
+	/* Longer than the stack buffers. */
+	{
+		char	 in[700], want[700];
+		size_t	 k, o = 0, w = 0;
+
+		for (k = 0; k < 200; k++) {
+			memcpy(in + o, "E\xcc\x81", 3);
+			o += 3;
+			memcpy(want + w, "\xc3\xa9", 2);
+			w += 2;
+		}
+		memcpy(in + o, "@x", 3);
+		memcpy(want + w, "@x", 3);
+		expect_norm(in, NULL, want);
+	}
 	/* Phones: digits, country code in front of national numbers. */
 	expect_norm("+1 (555) 123-4567", "1", "15551234567");
 	expect_norm("555-123-4567", "1", "15551234567");
