@@ -171,7 +171,7 @@ cc -O2 -std=c11 -D_GNU_SOURCE -Wall -o "$T/hold_conns" tests/bench/hold_conns.c 
 	$(pkg-config --cflags --libs openssl)
 for t in policy_bench audit_bench; do
 	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Iproxy -o "$T/$t" "tests/bench/$t.c" \
-		$B/libsubgate.a $(pkg-config --cflags --libs $PKGS) -lpthread -lm
+		$B/libsubgate.a $(pkg-config --cflags --libs $PKGS) -lunistring -lpthread -lm
 done
 
 port_free_or_die $P_UP $P_SG $P_SG_ADMIN $P_SHM $P_SHM_ADMIN $P_NGX $P_NGXDEF $P_HAP
