@@ -417,7 +417,7 @@ done
 
 # ---------------------------------------------------------------------------
 say "policy engine and audit writer alone"
-"$T/policy_bench" "$BODY" $((QUICK == 1 ? 1 : 2)) | tee "$W/policy.txt" >&2
+taskset -c "$PROXY_CPU" "$T/policy_bench" "$BODY" $((QUICK == 1 ? 1 : 2)) | tee "$W/policy.txt" >&2
 "$T/audit_bench" "$W/audit-bench" $((QUICK == 1 ? 1 : 3)) 2>"$W/audit-bench.log" |
 	tee "$W/audit.txt" >&2
 
