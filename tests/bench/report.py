@@ -329,14 +329,7 @@ def main():
 
 	mem = extra["mem"]
 	sg10 = mem.get(("subgate", 10000))
-	kv = [
-		("get_vs_nginx", med(pairs["get_vs_nginx"])),
-		("get_vs_haproxy", med(pairs["get_vs_haproxy"])),
-		("post_vs_nginx", med(pairs["post_vs_nginx"])),
-		("post_vs_haproxy", med(pairs["post_vs_haproxy"])),
-		("policy_vs_pass", med(pairs["policy_vs_pass"])),
-		("policy_vs_nginx", med(pairs["policy_vs_nginx"])),
-		("handshake_vs_nginx", med(pairs["handshake_vs_nginx"])),
+	kv = [(k, med(rs)) for k, rs in pairs.items()] + [
 		("idle_kib", idle.get(("subgate", 10000))),
 		("nginx_idle_kib", idle.get(("nginx", 10000))),
 		("conns_10k_errors", sg10[3] if sg10 else None),
