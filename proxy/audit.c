@@ -403,25 +403,51 @@ write_key_at(int dirfd, const char *name, EVP_PKEY *k)
 	return rc;
 }
 
-/* Overwrite path with zeros, fsync, unlink, fsync its directory. */
+/*
+ * Overwrite the whole file with zeros and make that durable, so that a key
+ * it held is not left in the blocks a rename over it or an unlink frees.
+ * 0, or -1 with errno.
+ */
+static int
+wipe_fd(int fd)
+{
+	struct stat	 st;
+	uint64_t	 end;
+
+	if (fstat(fd, &st) == -1)
+		return -1;
+	end = (uint64_t)st.st_size;
+	if (zero_fill(fd, 0, &end) == -1)
+		return -1;
+	return fdatasync(fd);
+}
+
+/* Wipe dir/name in place (a missing file is nothing to wipe). */
+static int
+wipe_at(int dirfd, const char *name)
+{
+	int	 fd, rc, e;
+
+	if ((fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) ==
+	    -1)
+		return errno == ENOENT ? 0 : -1;
+	rc = wipe_fd(fd);
+	e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+/* Wipe path, unlink it, fsync its directory. */
 static int
 destroy_file(const char *path)
 {
-	char		 zero[4096], *d, *copy;
-	struct stat	 st;
-	off_t		 left;
-	int		 fd, dfd;
+	char	*d, *copy;
+	int	 fd, dfd;
 
-	memset(zero, 0, sizeof(zero));
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
 		return -1;
-	if (fstat(fd, &st) == 0)
-		for (left = st.st_size; left > 0;
-		    left -= (off_t)sizeof(zero))
-			if (write_all(fd, zero, left < (off_t)sizeof(zero) ?
-			    (size_t)left : sizeof(zero)) == -1)
-				break;
-	fsync(fd);
+	(void)wipe_fd(fd);
 	close(fd);
 	if (unlink(path) == -1)
 		return -1;
@@ -901,13 +927,16 @@ print_checkpoint(const struct auditfmt_checkpoint *ck)
 /* ---- the next signing key ---- */
 
 /* signer.next becomes signer.key: the checkpoint certifying it is
- * durable. 0, or -1 with errno. */
+ * durable, so the key it replaces signs nothing more and is wiped first
+ * (forward security holds on disk too, not only in memory). 0, or -1
+ * with errno. */
 static int
 kp_handover(int dirfd)
 {
 	if (faccessat(dirfd, SIGNER_NEXT, F_OK, 0) == -1)
 		return errno == ENOENT ? 0 : -1;
-	if (renameat(dirfd, SIGNER_NEXT, dirfd, SIGNER_KEY) == -1 ||
+	if (wipe_at(dirfd, SIGNER_KEY) == -1 ||
+	    renameat(dirfd, SIGNER_NEXT, dirfd, SIGNER_KEY) == -1 ||
 	    fsync(dirfd) == -1)
 		return -1;
 	return 0;
@@ -1548,14 +1577,15 @@ w_load_signer(struct audit_writer *w, const char *configured,
 	if ((k = read_priv_at(w->dirfd, SIGNER_NEXT)) != NULL) {
 		if (certified != NULL && auditfmt_pub_raw(k, pub) == 0 &&
 		    memcmp(pub, certified, 32) == 0) {
-			if (renameat(w->dirfd, SIGNER_NEXT, w->dirfd,
-			    SIGNER_KEY) == -1 || fsync(w->dirfd) == -1) {
+			if (kp_handover(w->dirfd) == -1) {
 				EVP_PKEY_free(k);
 				seterr(err, errlen, "%s: completing the key "
 				    "hand-over: %s", w->dir, strerror(errno));
 				return -1;
 			}
 		} else {
+			/* Never certified: it signed nothing. */
+			(void)wipe_at(w->dirfd, SIGNER_NEXT);
 			unlinkat(w->dirfd, SIGNER_NEXT, 0);
 			fsync(w->dirfd);
 		}

@@ -392,6 +392,42 @@ def test_stop_record_at_shutdown(gateway):
 	assert re.search(r"kind=close", gw.log_text()), "no close checkpoint line in the log"
 
 
+def test_replaced_signing_key_is_wiped_on_disk(gateway):
+	"""Forward security holds on disk: when a checkpoint has certified the
+	next signing key and signer.key is handed over to it, the old key's
+	bytes are overwritten first, not left in the blocks the rename frees
+	for a later compromise to find. A hard link taken before keeps the old
+	file reachable to look at."""
+	gw = gateway(keys=True)
+	keys = Keys(gw.cfg.keys_dir)
+	adir = gw.cfg["audit"]["directory"]
+	key = os.path.join(adir, "signer.key")
+	old = os.path.join(os.path.dirname(adir), "old-signer.key")
+	os.link(key, old)
+	ino = os.stat(key).st_ino
+	with open(old, "rb") as f:
+		assert b"PRIVATE KEY" in f.read()
+	# checkpoint_seconds = 2 in the test configuration: the next
+	# checkpoint comes without traffic, certifies signer.next, and the
+	# key thread hands the file over.
+	deadline = time.time() + 20
+	while os.stat(key).st_ino == ino:
+		assert time.time() < deadline, "signer.key was never handed over"
+		time.sleep(0.1)
+	with open(old, "rb") as f:
+		data = f.read()
+	assert len(data) > 100, "the old key file was truncated, not overwritten"
+	assert data == bytes(len(data)), "the replaced signing key is still on disk"
+	with open(key, "rb") as f:
+		assert b"PRIVATE KEY" in f.read(), "the new signer.key is not a key"
+	r_id = rid("wipe")
+	r = gw.request("POST", "/crm/v1/contacts", json=contact(), headers={"X-Request-Id": r_id})
+	assert r.status == 200, r
+	assert gw.stop() == 0
+	rc, out = verify(adir, keys)
+	assert rc == 0, out
+
+
 # --------------------------------------------------------------------------
 # no values anywhere
 

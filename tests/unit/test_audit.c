@@ -697,6 +697,57 @@ test_key_handover_failure(void **state)
 	fx_free(f);
 }
 
+/*
+ * A hand-over wipes the replaced key before the rename. A crash between
+ * the two leaves a zero-filled signer.key beside the certified
+ * signer.next: the next start completes the hand-over with it (instead of
+ * refusing an unreadable signer.key), and the log verifies.
+ */
+static void
+test_key_wiped_then_crash(void **state)
+{
+	struct fx		*f = fx_new();
+	struct audit_writer	*w;
+	unsigned char		 cur[32], next[32], got[32], zeros[119];
+	char			 err[256], key[300], inside[320];
+	int			 fd;
+
+	(void)state;
+	memset(zeros, 0, sizeof(zeros));
+	w = open_key_writer(f, cur, next);
+	snprintf(key, sizeof(key), "%s/signer.key", f->dir);
+	snprintf(inside, sizeof(inside), "%s/x", key);
+	/* Hold the hand-over back (a directory in the way), then crash. */
+	assert_int_equal(unlink(key), 0);
+	assert_int_equal(mkdir(key, 0700), 0);
+	assert_true((fd = open(inside, O_WRONLY | O_CREAT, 0600)) != -1);
+	close(fd);
+	append_n(w, 5, "c");
+	audit_writer_tick(w);		/* certifies next; the hand-over fails */
+	audit_writer_close(w, 0);
+	assert_int_equal(key_pub(f, "signer.next", got), 0);
+	assert_memory_equal(got, next, 32);
+	/* What the wipe leaves of the old key. */
+	assert_int_equal(unlink(inside), 0);
+	assert_int_equal(rmdir(key), 0);
+	assert_true((fd = open(key, O_WRONLY | O_CREAT, 0600)) != -1);
+	assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
+	close(fd);
+	w = audit_writer_open(&f->c, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("reopen after the wipe: %s", err);
+	/* next became signer.key (the recovery checkpoint that follows may
+	 * already have handed it over to a newer key). */
+	assert_int_equal(key_pub(f, "signer.key", got), 0);
+	assert_memory_not_equal(got, cur, 32);
+	append_n(w, 5, "c");
+	audit_writer_tick(w);
+	audit_writer_close(w, 1);
+	if (verify(f, err, sizeof(err)) != 0)
+		fail_msg("verify: %s", err);
+	fx_free(f);
+}
+
 /* What the record JSON must be, written the straightforward way. */
 static void
 expect_record(struct buf *out, uint64_t seq, uint64_t ms, const char *inst,
@@ -1164,6 +1215,7 @@ main(void)
 		cmocka_unit_test(test_pipelined_window),
 		cmocka_unit_test(test_next_key_prepared),
 		cmocka_unit_test(test_key_handover_failure),
+		cmocka_unit_test(test_key_wiped_then_crash),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
