@@ -34,6 +34,7 @@
 #include "auditfmt.h"
 #include "buf.h"
 #include "conf.h"
+#include "fileio.h"
 #include "log.h"
 
 #define SIGNER_KEY	"signer.key"
@@ -52,7 +53,6 @@
 #define PREALLOC_CHUNK	(2u << 20)
 #define PREALLOC_MARGIN	(1u << 20)
 #define PREALLOC_SLACK	65536	/* past seg_max_bytes: a batch's overshoot */
-#define ZERO_BUF	65536
 
 /* One record, framed (its JSON prefix, an escaped instance name, the
  * frame and sealing overhead), fits in one batch. */
@@ -167,73 +167,6 @@ mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* pwrite all of p[0..n) at off. */
-static int
-pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-	const char	*s = p;
-	ssize_t		 r;
-
-	while (n > 0) {
-		if ((r = pwrite(fd, s, n, (off_t)off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		s += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
-/* Write zeros to [from, to) of fd: one pwritev per 64 MiB. 0, or -1
- * with *to set to where the zeros end. */
-static int
-zero_fill(int fd, uint64_t from, uint64_t *to)
-{
-	static unsigned char	 zeros[ZERO_BUF];
-	struct iovec		 iov[1024];
-	uint64_t		 n;
-	ssize_t			 r;
-	int			 i;
-
-	while (from < *to) {
-		for (i = 0, n = 0; i < 1024 && n < *to - from; i++) {
-			iov[i].iov_base = zeros;
-			iov[i].iov_len = *to - from - n < ZERO_BUF ?
-			    (size_t)(*to - from - n) : ZERO_BUF;
-			n += iov[i].iov_len;
-		}
-		if ((r = pwritev(fd, iov, i, (off_t)from)) == -1) {
-			if (errno == EINTR)
-				continue;
-			*to = from;
-			return -1;
-		}
-		from += (uint64_t)r;
-	}
-	return 0;
-}
-
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char	*s = p;
-	ssize_t		 r;
-
-	while (n > 0) {
-		if ((r = write(fd, s, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		s += r;
-		n -= (size_t)r;
-	}
-	return 0;
 }
 
 /* A file mapped read-only (or read into memory when empty). */
@@ -388,7 +321,7 @@ write_key_at(int dirfd, const char *name, EVP_PKEY *k)
 		goto fail;
 	n = BIO_get_mem_data(b, &p);
 	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) == -1 || write_all(fd, p, (size_t)n) == -1 ||
+	    0600)) == -1 || fio_write_all(fd, p, (size_t)n) == -1 ||
 	    fsync(fd) == -1)
 		goto fail;
 	close(fd);
@@ -403,68 +336,19 @@ write_key_at(int dirfd, const char *name, EVP_PKEY *k)
 	return rc;
 }
 
-/*
- * Overwrite the whole file with zeros and make that durable, so that a key
- * it held is not left in the blocks a rename over it or an unlink frees.
- * 0, or -1 with errno.
- */
-static int
-wipe_fd(int fd)
-{
-	struct stat	 st;
-	uint64_t	 end;
-
-	if (fstat(fd, &st) == -1)
-		return -1;
-	end = (uint64_t)st.st_size;
-	if (zero_fill(fd, 0, &end) == -1)
-		return -1;
-	return fdatasync(fd);
-}
-
-/* Wipe dir/name in place (a missing file is nothing to wipe). */
-static int
-wipe_at(int dirfd, const char *name)
-{
-	int	 fd, rc, e;
-
-	if ((fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) ==
-	    -1)
-		return errno == ENOENT ? 0 : -1;
-	rc = wipe_fd(fd);
-	e = errno;
-	close(fd);
-	errno = e;
-	return rc;
-}
-
 /* Wipe path, unlink it, fsync its directory. */
 static int
 destroy_file(const char *path)
 {
-	char	*d, *copy;
-	int	 fd, dfd;
+	int	 fd;
 
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
 		return -1;
-	(void)wipe_fd(fd);
+	(void)fio_wipe(fd);
 	close(fd);
 	if (unlink(path) == -1)
 		return -1;
-	if ((copy = strdup(path)) != NULL) {
-		d = strrchr(copy, '/');
-		if (d == NULL)
-			strcpy(copy, ".");
-		else if (d == copy)
-			d[1] = '\0';
-		else
-			*d = '\0';
-		if ((dfd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-			fsync(dfd);
-			close(dfd);
-		}
-		free(copy);
-	}
+	(void)fio_fsync_dir_of(path);
 	return 0;
 }
 
@@ -607,7 +491,7 @@ w_write(struct audit_writer *w, size_t off, size_t n)
 	uint64_t	 end, want, cap;
 
 	end = w->wr.len + off + n;
-	if (pwrite_all(w->segfd, w->pending.data + off, n,
+	if (fio_pwrite_all(w->segfd, w->pending.data + off, n,
 	    w->wr.len + off) == -1) {
 		w_fail(w, "write");
 		return -1;
@@ -620,7 +504,7 @@ w_write(struct audit_writer *w, size_t off, size_t n)
 	    w->free_bytes / 4 > PREALLOC_CHUNK) {
 		/* Best effort: a full disk fails the records, not this. */
 		want = end + PREALLOC_CHUNK < cap ? end + PREALLOC_CHUNK : cap;
-		if (zero_fill(w->segfd, w->zeroed_end, &want) == -1) {
+		if (fio_zero(w->segfd, w->zeroed_end, &want) == -1) {
 			log_warn("audit: segment %" PRIu64 ": preallocating",
 			    w->seg_id);
 			w->no_prealloc = 1;
@@ -920,26 +804,37 @@ print_checkpoint(const struct auditfmt_checkpoint *ck)
 	if (buf_append_str(&line, "audit checkpoint ") == 0 &&
 	    auditfmt_checkpoint_line(&line, ck) == 0 &&
 	    buf_append_char(&line, '\n') == 0)
-		(void)write_all(STDERR_FILENO, line.data, line.len);
+		(void)fio_write_all(STDERR_FILENO, line.data, line.len);
 	buf_free(&line);
 }
 
 /* ---- the next signing key ---- */
 
-/* signer.next becomes signer.key: the checkpoint certifying it is
- * durable, so the key it replaces signs nothing more and is wiped first
- * (forward security holds on disk too, not only in memory). 0, or -1
- * with errno. */
+/*
+ * signer.next becomes signer.key: the checkpoint certifying it is durable.
+ * The key replaced signs nothing more and is wiped after the rename,
+ * through a descriptor held across it, so forward security holds on disk
+ * too and signer.key is a whole key at every moment. 0, or -1 with errno.
+ */
 static int
 kp_handover(int dirfd)
 {
+	int	 old, rc = 0, e;
+
 	if (faccessat(dirfd, SIGNER_NEXT, F_OK, 0) == -1)
 		return errno == ENOENT ? 0 : -1;
-	if (wipe_at(dirfd, SIGNER_KEY) == -1 ||
-	    renameat(dirfd, SIGNER_NEXT, dirfd, SIGNER_KEY) == -1 ||
+	old = openat(dirfd, SIGNER_KEY, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (renameat(dirfd, SIGNER_NEXT, dirfd, SIGNER_KEY) == -1 ||
 	    fsync(dirfd) == -1)
-		return -1;
-	return 0;
+		rc = -1;
+	else if (old != -1 && fio_wipe(old) == -1)
+		log_warn("audit: wiping the replaced %s", SIGNER_KEY);
+	if (old != -1) {
+		e = errno;
+		close(old);
+		errno = e;
+	}
+	return rc;
 }
 
 /* A fresh key, durable as signer.next, or NULL. */
@@ -1479,7 +1374,7 @@ w_retention(struct audit_writer *w)
 	}
 	if ((fd = openat(w->dirfd, KEYCHAIN ".tmp", O_WRONLY | O_CREAT |
 	    O_TRUNC | O_CLOEXEC, 0600)) == -1 ||
-	    write_all(fd, kc.data, kc.len) == -1 || fsync(fd) == -1 ||
+	    fio_write_all(fd, kc.data, kc.len) == -1 || fsync(fd) == -1 ||
 	    close(fd) == -1 || (fd = -1, 0) ||
 	    renameat(w->dirfd, KEYCHAIN ".tmp", w->dirfd, KEYCHAIN) == -1 ||
 	    fsync(w->dirfd) == -1) {
@@ -1585,7 +1480,7 @@ w_load_signer(struct audit_writer *w, const char *configured,
 			}
 		} else {
 			/* Never certified: it signed nothing. */
-			(void)wipe_at(w->dirfd, SIGNER_NEXT);
+			(void)fio_wipe_at(w->dirfd, SIGNER_NEXT);
 			unlinkat(w->dirfd, SIGNER_NEXT, 0);
 			fsync(w->dirfd);
 		}
@@ -2376,13 +2271,13 @@ child_main(const struct conf *c, int *fds, int nch, int report,
 	sigdelset(&old, SIGTERM);
 
 	if ((w = audit_writer_open(c, err, sizeof(err))) == NULL) {
-		(void)write_all(report, err, strlen(err));
+		(void)fio_write_all(report, err, strlen(err));
 		close(report);
 		set_state(sh, SH_EXITED);
 		_exit(1);
 	}
 	if ((chs = calloc((size_t)nch, sizeof(*chs))) == NULL) {
-		(void)write_all(report, "out of memory", 13);
+		(void)fio_write_all(report, "out of memory", 13);
 		_exit(1);
 	}
 	for (i = 0; i < nch; i++)
@@ -2390,7 +2285,7 @@ child_main(const struct conf *c, int *fds, int nch, int report,
 	/* Ready before the parent hears so: audit_proc_start's caller may
 	 * ask audit_ready at once. */
 	set_state(sh, audit_writer_available(w) ? SH_READY : SH_UNAVAILABLE);
-	(void)write_all(report, "OK", 2);
+	(void)fio_write_all(report, "OK", 2);
 	close(report);
 	serve(w, chs, nch, sh, &old);
 	for (i = 0; i < nch; i++)

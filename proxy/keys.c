@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,9 @@
 #include <openssl/rand.h>
 
 #include "conf.h"
+#include "fileio.h"
 #include "keys.h"
+#include "log.h"
 
 #define WRAPPED_LEN	(KEYS_DATA_KEY_LEN + 8)
 #define KEYID_LEN	32		/* hex characters */
@@ -242,48 +243,20 @@ fail:
 	return -1;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t r;
-
-	while (n > 0) {
-		if ((r = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int
-fsync_dir_of(const char *path)
-{
-	char	*copy, *dir;
-	int	 fd, rc = -1;
-
-	if ((copy = strdup(path)) == NULL)
-		return -1;
-	dir = dirname(copy);
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		rc = fsync(fd);
-		close(fd);
-	}
-	free(copy);
-	return rc;
-}
-
-/* Replace path with data atomically: temp file 0600, fsync, rename, fsync
- * of the directory. */
+/*
+ * Replace path with data atomically: temp file 0600, fsync, rename, fsync
+ * of the directory. Then the file replaced, held open across the rename,
+ * is wiped: the keys it held (a shredded pair's, a retired master) must
+ * not stay in the blocks it frees. Not when another link keeps it: that
+ * copy is someone's on purpose, a backup perhaps, and the warning says so.
+ */
 static int
 write_atomic(const char *path, const struct buf *data, char *err,
     size_t errlen)
 {
-	char	*tmp;
-	int	 fd;
+	struct stat	 st;
+	char		*tmp;
+	int		 fd, old;
 
 	if (asprintf(&tmp, "%s.tmpXXXXXX", path) == -1) {
 		snprintf(err, errlen, "%s: out of memory", path);
@@ -294,8 +267,8 @@ write_atomic(const char *path, const struct buf *data, char *err,
 		free(tmp);
 		return -1;
 	}
-	if (fchmod(fd, 0600) == -1 || write_all(fd, data->data, data->len) == -1 ||
-	    fsync(fd) == -1) {
+	if (fchmod(fd, 0600) == -1 ||
+	    fio_write_all(fd, data->data, data->len) == -1 || fsync(fd) == -1) {
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto fail;
 	}
@@ -305,15 +278,32 @@ write_atomic(const char *path, const struct buf *data, char *err,
 		goto fail;
 	}
 	fd = -1;
+	if ((old = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) == -1 &&
+	    errno != ENOENT)
+		log_warn("%s: the previous version cannot be opened to be "
+		    "wiped", path);
 	if (rename(tmp, path) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (old != -1)
+			close(old);
 		goto fail;
 	}
 	free(tmp);
-	if (fsync_dir_of(path) == -1) {
+	if (fio_fsync_dir_of(path) == -1) {
 		snprintf(err, errlen, "%s: directory fsync: %s", path,
 		    strerror(errno));
+		if (old != -1)
+			close(old);
 		return -1;
+	}
+	if (old != -1) {
+		if (fstat(old, &st) == 0 && st.st_nlink > 0)
+			log_warnx("%s: the previous version has another hard "
+			    "link and was not wiped; its keys live on there",
+			    path);
+		else if (fio_wipe(old) == -1)
+			log_warn("%s: wiping the previous version", path);
+		close(old);
 	}
 	return 0;
 fail:
@@ -997,7 +987,7 @@ create_file(const char *path, mode_t mode, const void *p, size_t n,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fchmod(fd, mode) == -1 || write_all(fd, p, n) == -1 ||
+	if (fchmod(fd, mode) == -1 || fio_write_all(fd, p, n) == -1 ||
 	    fsync(fd) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
@@ -1093,7 +1083,7 @@ keys_init_dir(const char *dir, struct buf *report, char *err, size_t errlen)
 	    create_pem(path[4], reader, 0, err, errlen) == -1 ||
 	    create_pem(path[5], reader, 1, err, errlen) == -1)
 		goto done;
-	if (fsync_dir_of(path[0]) == -1 || fsync_dir_of(path[5]) == -1) {
+	if (fio_fsync_dir_of(path[0]) == -1 || fio_fsync_dir_of(path[5]) == -1) {
 		snprintf(err, errlen, "%s: directory fsync: %s", dir,
 		    strerror(errno));
 		goto done;

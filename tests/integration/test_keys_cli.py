@@ -363,6 +363,62 @@ def test_shred_whole_tenant(gateway_config, tmp_path):
 	assert not [ln for ln in data_lines(cfg) if ln[0] == "key" and ln[1] == "acme"], r.stdout
 
 
+def _held(path):
+	"""The file now at path, open: it stays reachable after a rename over
+	path, as its freed blocks would be to someone reading the disk."""
+	f = open(path, "rb")
+	old = f.read()
+	assert old.strip(), path
+	return f, old
+
+
+def _now(f):
+	f.seek(0)
+	return f.read()
+
+
+def test_replaced_key_files_are_wiped(gateway_config, tmp_path):
+	"""Shredding is only as good as what is left on disk: the data.keys a
+	shred replaces (with the pair's wrapped key) and the token.keys a
+	master rotation replaces (with the retired master that unwraps it)
+	are overwritten with zeros, not merely unlinked by the rename. A copy
+	someone keeps on purpose (another hard link) is left alone, with a
+	warning."""
+	cfg = gateway_config(keys=True)
+	conf = tmp_path / "wipe.conf"
+	conf.write_text(util.render_libconfig(cfg))
+	ctl("keys", "sync", "-c", conf)
+	dk, tk = cfg["keys"]["data_keys"], cfg["keys"]["token_keys"]
+
+	f, old = _held(dk)
+	with f:
+		wrapped = [ln[7] for ln in data_lines(cfg) if ln[:3] == ["key", "acme", "crm"]]
+		assert wrapped and wrapped[0].encode() in old
+		ctl("keys", "shred", "-c", conf, "--tenant", "acme", "--integration", "crm")
+		assert ["shredded", "acme", "crm"] in data_lines(cfg)
+		now = _now(f)
+		assert len(now) == len(old) and now == bytes(len(old)), \
+			"the shredded pair's wrapped key is still in the replaced data.keys"
+
+	f, old = _held(tk)
+	with f:
+		master1 = [ln.split()[3] for ln in old.decode().splitlines() if ln.startswith("master 1 ")]
+		assert master1
+		ctl("keys", "rotate-master", "-c", conf)
+		assert master1[0] not in open(tk).read(), "the retired master is still in the ring"
+		now = _now(f)
+		assert now == bytes(len(old)), "the retired master is still in the replaced token.keys"
+
+	# another link: a copy kept on purpose (a backup) is not destroyed
+	backup = tmp_path / "data.keys.backup"
+	os.link(dk, backup)
+	kept = backup.read_bytes()
+	r = ctl("keys", "rotate", "-c", conf, "--tenant", "globex", "--integration", "crm")
+	assert backup.read_bytes() == kept
+	assert "another hard link and was not wiped" in r.stderr, r.stderr
+	assert digest(dk) != digest(backup)
+
+
 # --------------------------------------------------------------------------
 # key file permissions
 
