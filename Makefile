@@ -28,7 +28,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB	:= $(BUILD)/libsubgate.a
 
-.PHONY: all deps test unit integration demo bench fuzz format lint clean
+.PHONY: all deps test unit integration demo bench install fuzz format lint clean
 all: $(BUILD)/subgate $(BUILD)/subgatectl
 
 $(BUILD)/%.o: %.c
@@ -70,6 +70,20 @@ demo: deps
 
 bench:
 	scripts/bench.sh
+
+# `make install [DESTDIR=...] [PREFIX=/usr/local]`: the two binaries, the
+# systemd unit (README "Running it as a service") and the documentation.
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/bin
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+DOCDIR	?= $(PREFIX)/share/doc/subgate
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD)/subgate $(BUILD)/subgatectl $(DESTDIR)$(BINDIR)/
+	sed 's|@BINDIR@|$(BINDIR)|g' conf/subgate.service >$(DESTDIR)$(UNITDIR)/subgate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/subgate.service
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 conf/subgate.conf $(DESTDIR)$(DOCDIR)/subgate.conf.example
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)

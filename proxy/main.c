@@ -26,6 +26,7 @@
 #include "gen.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -43,6 +44,7 @@ struct daemon {
 	int			*listen_fds;	/* until the workers own them */
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_crl, *ev_drain;
 	struct event		*ev_audit;	/* EOF on channel 0: the audit process died */
+	struct event		*ev_watchdog;	/* keep-alives to the service manager */
 	int			 exit_status;
 	uint64_t		 generation;
 	int			 draining;
@@ -308,20 +310,20 @@ daemon_metrics(void *arg, struct buf *out)
 	free(tables);
 }
 
-static void
-daemon_reload(struct daemon *d)
+/* A new generation from the config file; 0, or -1 (the old one stays). */
+static int
+daemon_reload_gen(struct daemon *d)
 {
 	struct gen	*g;
 	char		 err[1024];
 
-	log_info("reload requested");
 	if ((g = gen_build(d->conf_path, d->generation + 1, err,
 	    sizeof(err))) == NULL) {
 		log_warnx("reload failed, the running configuration stays: %s",
 		    err);
 		metrics_add(d->metrics, "subgate_config_reload_failures_total",
 		    "", 1);
-		return;
+		return -1;
 	}
 	if (tls_crl_reload(g->conf->tls_crl, g->conf->tls_client_ca, err,
 	    sizeof(err)) == -1) {
@@ -330,7 +332,7 @@ daemon_reload(struct daemon *d)
 		metrics_add(d->metrics, "subgate_config_reload_failures_total",
 		    "", 1);
 		gen_unref(g);
-		return;
+		return -1;
 	}
 	if (strcmp(g->conf->listen_address, d->listen_address) != 0 ||
 	    g->conf->listen_port != d->listen_port ||
@@ -344,6 +346,34 @@ daemon_reload(struct daemon *d)
 	metrics_add(d->metrics, "subgate_config_reloads_total", "", 1);
 	log_info("reload done generation=%llu policy_hash=%s",
 	    (unsigned long long)d->generation, g->policy_hash);
+	return 0;
+}
+
+/* SIGHUP; the service manager sees the reload begin and end. */
+static void
+daemon_reload(struct daemon *d)
+{
+	struct timespec	 now;
+	int		 rc;
+
+	log_info("reload requested");
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+	    (unsigned long long)now.tv_sec * 1000000ULL +
+	    (unsigned long long)now.tv_nsec / 1000);
+	rc = daemon_reload_gen(d);
+	notify_send("READY=1\nSTATUS=%s, generation %llu",
+	    rc == 0 ? "reloaded" : "reload failed (see the log), running",
+	    (unsigned long long)d->generation);
+}
+
+static void
+daemon_watchdog_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	notify_send("WATCHDOG=1");
 }
 
 static void
@@ -418,6 +448,7 @@ daemon_drain(struct daemon *d, const char *why)
 	if (d->draining)
 		return;
 	log_info("%s: draining", why);
+	notify_send("STOPPING=1\nSTATUS=draining (%s)", why);
 	d->draining = 1;
 	clock_gettime(CLOCK_MONOTONIC, &d->drain_start);
 	for (i = 0; i < d->nworkers; i++)
@@ -534,6 +565,7 @@ main(int argc, char **argv)
 		log_errx("audit: %s", err);
 		return 1;
 	}
+	notify_init();
 	if ((g = gen_build(d.conf_path, 1, err, sizeof(err))) == NULL) {
 		log_errx("%s", err);
 		return daemon_abort(&d, NULL);
@@ -611,7 +643,19 @@ main(int argc, char **argv)
 	    g->conf->listen_address, g->conf->listen_port, d.nworkers,
 	    g->conf->admin_enabled ? g->conf->admin_port : 0, g->policy_hash);
 	daemon_record(&d, "config", NULL, g);
+	notify_send("READY=1\nMAINPID=%ld\nSTATUS=listening on %s port %d, "
+	    "generation 1", (long)getpid(), g->conf->listen_address,
+	    g->conf->listen_port);
 	gen_unref(g);
+	if (notify_watchdog_usec() != 0) {
+		/* Twice per interval, from the loop that handles signals. */
+		tv.tv_sec = (time_t)(notify_watchdog_usec() / 2000000);
+		tv.tv_usec = (suseconds_t)(notify_watchdog_usec() / 2 % 1000000);
+		d.ev_watchdog = event_new(d.base, -1, EV_PERSIST,
+		    daemon_watchdog_tick, &d);
+		evtimer_add(d.ev_watchdog, &tv);
+		notify_send("WATCHDOG=1");
+	}
 
 	event_base_dispatch(d.base);
 
@@ -627,6 +671,8 @@ main(int argc, char **argv)
 	event_free(d.ev_audit);
 	if (d.ev_drain != NULL)
 		event_free(d.ev_drain);
+	if (d.ev_watchdog != NULL)
+		event_free(d.ev_watchdog);
 	gen_install(NULL);
 	if ((i = audit_proc_stop(d.audit)) != 0)
 		log_warnx("audit process exited with status %d", i);

@@ -5,7 +5,8 @@ set -euo pipefail
 
 pkgs=(build-essential pkg-config libssl-dev openssl libevent-dev libconfig-dev
       libjemalloc-dev libcmocka-dev libjansson-dev python3 python3-pytest curl
-      libunistring-dev clang libclang-rt-14-dev procps)
+      libunistring-dev clang libclang-rt-14-dev procps
+      systemd strace)	# the unit file's checks: systemd-analyze, and the calls it must allow
 if [ "${1:-}" = bench ]; then
 	pkgs+=(nginx haproxy wrk apache2-utils util-linux)
 fi
