@@ -344,7 +344,7 @@ destroy_file(const char *path)
 
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
 		return -1;
-	(void)fio_wipe(fd);
+	(void)fio_wipe(fd, 1);
 	close(fd);
 	if (unlink(path) == -1)
 		return -1;
@@ -814,7 +814,10 @@ print_checkpoint(const struct auditfmt_checkpoint *ck)
  * signer.next becomes signer.key: the checkpoint certifying it is durable.
  * The key replaced signs nothing more and is wiped after the rename,
  * through a descriptor held across it, so forward security holds on disk
- * too and signer.key is a whole key at every moment. 0, or -1 with errno.
+ * too and signer.key is a whole key at every moment. The zeros reach the
+ * disk's cache here; the fsyncs that follow (the next key made durable as
+ * signer.next, the next batch of records) flush it, so the wipe costs no
+ * cache flush of its own. 0, or -1 with errno.
  */
 static int
 kp_handover(int dirfd)
@@ -827,7 +830,7 @@ kp_handover(int dirfd)
 	if (renameat(dirfd, SIGNER_NEXT, dirfd, SIGNER_KEY) == -1 ||
 	    fsync(dirfd) == -1)
 		rc = -1;
-	else if (old != -1 && fio_wipe(old) == -1)
+	else if (old != -1 && fio_wipe(old, 0) == -1)
 		log_warn("audit: wiping the replaced %s", SIGNER_KEY);
 	if (old != -1) {
 		e = errno;
@@ -1480,7 +1483,7 @@ w_load_signer(struct audit_writer *w, const char *configured,
 			}
 		} else {
 			/* Never certified: it signed nothing. */
-			(void)fio_wipe_at(w->dirfd, SIGNER_NEXT);
+			(void)fio_wipe_at(w->dirfd, SIGNER_NEXT, 1);
 			unlinkat(w->dirfd, SIGNER_NEXT, 0);
 			fsync(w->dirfd);
 		}

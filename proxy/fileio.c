@@ -79,7 +79,7 @@ fio_zero(int fd, uint64_t from, uint64_t *to)
 }
 
 int
-fio_wipe(int fd)
+fio_wipe(int fd, int flush)
 {
 	struct stat	 st;
 	uint64_t	 end;
@@ -89,18 +89,21 @@ fio_wipe(int fd)
 	end = (uint64_t)st.st_size;
 	if (fio_zero(fd, 0, &end) == -1)
 		return -1;
-	return fdatasync(fd);
+	if (flush)
+		return fdatasync(fd);
+	return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE |
+	    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
 }
 
 int
-fio_wipe_at(int dirfd, const char *name)
+fio_wipe_at(int dirfd, const char *name, int flush)
 {
 	int	 fd, rc, e;
 
 	if ((fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) ==
 	    -1)
 		return errno == ENOENT ? 0 : -1;
-	rc = fio_wipe(fd);
+	rc = fio_wipe(fd, flush);
 	e = errno;
 	close(fd);
 	errno = e;

@@ -301,7 +301,7 @@ write_atomic(const char *path, const struct buf *data, char *err,
 			log_warnx("%s: the previous version has another hard "
 			    "link and was not wiped; its keys live on there",
 			    path);
-		else if (fio_wipe(old) == -1)
+		else if (fio_wipe(old, 1) == -1)
 			log_warn("%s: wiping the previous version", path);
 		close(old);
 	}

@@ -356,6 +356,10 @@ daemon_reload(struct daemon *d)
 	struct timespec	 now;
 	int		 rc;
 
+	if (d->draining) {
+		log_info("reload requested while draining: ignored");
+		return;
+	}
 	log_info("reload requested");
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",

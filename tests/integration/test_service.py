@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -108,6 +109,36 @@ def test_ready_reload_stop(gateway, notify):
 	msg = notify.wait_for("STOPPING")
 	assert "draining" in msg["STATUS"], msg
 	assert gw.wait_exit(15) == 0
+
+
+def test_reload_while_draining_is_ignored(gateway, gateway_config, processor, notify):
+	"""SIGHUP after SIGTERM: a draining gateway does not reload (and does
+	not tell systemd READY=1 after STOPPING=1); the call in flight
+	completes."""
+	slow = processor("slow", delay=1.5)
+	cfg = gateway_config(crm=slow)
+	cfg["limits"]["shutdown_grace_ms"] = 8000
+	gw = gateway(cfg, start=False)
+	gw.start(wait=False, env=notify.env())
+	notify.wait_for("READY")
+	result = {}
+
+	def call():
+		result["r"] = gw.request("GET", "/crm/v1/contacts/1", timeout=10)
+
+	t = threading.Thread(target=call)
+	t.start()
+	slow.wait_records(1)
+	gw.signal(signal.SIGTERM)
+	notify.wait_for("STOPPING")
+	off = gw.log_size()
+	gw.signal(signal.SIGHUP)
+	gw.wait_log(r"reload requested while draining: ignored", since=off)
+	t.join(10)
+	assert result["r"].status == 200, result
+	assert gw.wait_exit(10) == 0
+	assert notify.next(0.2) is None, "after STOPPING=1: %r" % notify.got[-1]
+	assert "generation=2" not in gw.log_since(off)
 
 
 def test_watchdog(gateway, notify):
@@ -237,8 +268,10 @@ def test_syscall_filter_allows_every_call_subgate_makes(gateway, tmp_path):
 	check every system call made against the unit's filter as systemd
 	expands it."""
 	gw = gateway(start=False)
-	if gw.cfg.get("keys"):
-		gw.keys_sync()
+	gw.cfg["audit"]["checkpoint_records"] = 2	# key hand-overs within the session
+	gw.write_config()
+	gw.keys_sync()
+	key = os.path.join(gw.cfg["audit"]["directory"], "signer.key")
 	calls = set()
 	check = tmp_path / "check.strace"
 	util.run(["strace", "-f", "-qq", "-o", str(check), str(util.SUBGATE), "-t", "-c",
@@ -253,6 +286,7 @@ def test_syscall_filter_allows_every_call_subgate_makes(gateway, tmp_path):
 	try:
 		pid = util.wait_until(lambda: _child(st.pid), 15, what="subgate under strace")
 		util.wait_until(lambda: util.port_listening(gw.port), 30, what="subgate listening")
+		ino = os.stat(key).st_ino
 		assert gw.request("POST", "/crm/v1/contacts", json=CONTACT).status == 200
 		assert gw.request("GET", "/crm/v1/contacts/1").status == 200
 		assert gw.request("DELETE", "/crm/v1/contacts/1").status == 403
@@ -260,6 +294,7 @@ def test_syscall_filter_allows_every_call_subgate_makes(gateway, tmp_path):
 		os.kill(pid, signal.SIGHUP)
 		gw.wait_log(r"reload done", timeout=30, since=off)
 		assert gw.request("POST", "/crm/v1/contacts", json=CONTACT).status == 200
+		util.wait_until(lambda: os.stat(key).st_ino != ino, 30, what="a key hand-over")
 		os.kill(pid, signal.SIGTERM)
 		assert st.wait(60) == 0, gw.log_text()[-2000:]
 	finally:
@@ -267,7 +302,8 @@ def test_syscall_filter_allows_every_call_subgate_makes(gateway, tmp_path):
 			st.kill()
 			st.wait()
 	calls |= _traced(trace)
-	assert {"fdatasync", "accept4", "epoll_wait"} <= calls, sorted(calls)
+	assert {"fdatasync", "accept4", "epoll_wait", "sync_file_range"} <= calls, \
+		sorted(calls)
 
 	refused = calls - _unit_allows(_syscall_sets())
 	assert not refused, "system calls the unit's SystemCallFilter refuses: %s" % sorted(refused)
