@@ -251,13 +251,21 @@ def _traced(path):
 		return {m.group(1) for m in map(rx.match, f) if m}
 
 
-def _child(pid):
+def _child(pid, comm="subgate"):
+	"""The child of pid named comm (strace also forks short-lived probes)."""
 	try:
 		with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-			kids = f.read().split()
+			kids = [int(k) for k in f.read().split()]
 	except FileNotFoundError:
 		return None
-	return int(kids[0]) if kids else None
+	for k in kids:
+		try:
+			with open("/proc/%d/comm" % k) as f:
+				if f.read().strip() == comm:
+					return k
+		except FileNotFoundError:
+			pass
+	return None
 
 
 def test_syscall_filter_allows_every_call_subgate_makes(gateway, tmp_path):
