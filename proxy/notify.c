@@ -36,8 +36,6 @@ watchdog_init(void)
 		;	/* meant for another process */
 	else
 		watchdog_usec = v;
-	unsetenv("WATCHDOG_USEC");
-	unsetenv("WATCHDOG_PID");
 }
 
 void
@@ -76,6 +74,8 @@ notify_init(void)
 	watchdog_init();
  done:
 	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
 }
 
 void
