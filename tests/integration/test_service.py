@@ -6,7 +6,6 @@ unit's filter must allow (strace of a whole session), and make install."""
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
