@@ -64,7 +64,9 @@ struct keys_pair {
 	unsigned char		 email_siv[KEYS_SIV_KEY_LEN];
 	EVP_CIPHER_CTX		*email_enc, *email_dec;	/* templates, as above */
 	unsigned char		 ff1[32];
+	EVP_CIPHER_CTX		*ff1_ecb;	/* keyed AES-256-ECB, as above */
 	unsigned char		 hash[32];
+	EVP_MAC_CTX		*hash_mac;	/* keyed HMAC-SHA-256, as above */
 };
 
 struct keyring;

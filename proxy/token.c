@@ -21,7 +21,8 @@
  * Ciphers are fetched once per process: EVP_CIPHER_fetch walks the
  * provider tables and takes locks, which per field would cost more than
  * the cryptography. Contexts are made per call (they hold mutable state
- * and the keyring is shared by worker threads).
+ * and the keyring is shared by worker threads), as copies of the pair's
+ * keyed templates where it has them (keys.c).
  */
 static pthread_once_t	 fetch_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER	*ciph_siv;
@@ -737,9 +738,12 @@ aes_block(EVP_CIPHER_CTX *c, const unsigned char in[16], unsigned char out[16])
 	return EVP_EncryptUpdate(c, out, &l, in, 16) == 1 && l == 16 ? 0 : -1;
 }
 
+/* tmpl: a keyed AES-ECB context to copy (the pair's), or NULL to key one
+ * from key here. */
 static int
 ff1_setup(struct ff1 *f, const unsigned char *key, size_t keylen,
-    unsigned radix, const unsigned char *tweak, size_t t, size_t n)
+    const EVP_CIPHER_CTX *tmpl, unsigned radix, const unsigned char *tweak,
+    size_t t, size_t n)
 {
 	unsigned char	 blk[16];
 	const EVP_CIPHER *ciph;
@@ -780,8 +784,9 @@ ff1_setup(struct ff1 *f, const unsigned char *key, size_t keylen,
 	}
 	if ((f->ecb = EVP_CIPHER_CTX_new()) == NULL)
 		return -1;
-	if (EVP_EncryptInit_ex2(f->ecb, ciph, key, NULL, NULL) != 1 ||
-	    EVP_CIPHER_CTX_set_padding(f->ecb, 0) != 1)
+	if (tmpl != NULL ? EVP_CIPHER_CTX_copy(f->ecb, tmpl) != 1 :
+	    (EVP_EncryptInit_ex2(f->ecb, ciph, key, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(f->ecb, 0) != 1))
 		return -1;
 
 	/* P, then Q = T || 0^pad || i || NUM(B)^b with only the last block
@@ -928,18 +933,27 @@ ff1_crypt(struct ff1 *f, const char *in, char *out, int enc)
 	return 0;
 }
 
+static int
+ff1_run(const unsigned char *key, size_t keylen, const EVP_CIPHER_CTX *tmpl,
+    unsigned radix, const unsigned char *tweak, size_t tweaklen,
+    const char *in, size_t n, char *out, int enc)
+{
+	struct ff1	f;
+	int		rc = -1;
+
+	if (ff1_setup(&f, key, keylen, tmpl, radix, tweak, tweaklen, n) == 0)
+		rc = ff1_crypt(&f, in, out, enc);
+	ff1_cleanup(&f);
+	return rc;
+}
+
 int
 token_ff1(const unsigned char *key, size_t keylen, unsigned radix,
     const unsigned char *tweak, size_t tweaklen, const char *in, size_t n,
     char *out, int enc)
 {
-	struct ff1	f;
-	int		rc = -1;
-
-	if (ff1_setup(&f, key, keylen, radix, tweak, tweaklen, n) == 0)
-		rc = ff1_crypt(&f, in, out, enc);
-	ff1_cleanup(&f);
-	return rc;
+	return ff1_run(key, keylen, NULL, radix, tweak, tweaklen, in, n, out,
+	    enc);
 }
 
 /*
@@ -967,7 +981,8 @@ ff1_value(const struct keys_pair *p, const char *s, size_t n, char *out,
 	if ((tw = malloc(twlen)) == NULL)
 		return -1;
 	put_field(tw + put_field(tw, p->tenant), p->integration);
-	rc = token_ff1(p->ff1, sizeof(p->ff1), 10, tw, twlen, dig, nd, dig, enc);
+	rc = ff1_run(p->ff1, sizeof(p->ff1), p->ff1_ecb, 10, tw, twlen, dig, nd,
+	    dig, enc);
 	free(tw);
 	if (rc == 0) {
 		for (i = 0, nd = 0; i < n; i++)
@@ -979,22 +994,39 @@ ff1_value(const struct keys_pair *p, const char *s, size_t n, char *out,
 
 /* ---- hash and mask ---- */
 
+/* A context for one HMAC-SHA-256 under the pair's hash key: a copy of its
+ * keyed template (no key set-up, no digest lookup), else keyed here. */
+static EVP_MAC_CTX *
+hash_ctx(const struct keys_pair *p)
+{
+	OSSL_PARAM	 params[2];
+	EVP_MAC_CTX	*m;
+
+	if (p->hash_mac != NULL)
+		return EVP_MAC_CTX_dup(p->hash_mac);
+	if (token_ready() == -1 || (m = EVP_MAC_CTX_new(mac_hmac)) == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    (char *)(uintptr_t)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(m, p->hash, sizeof(p->hash), params) != 1) {
+		EVP_MAC_CTX_free(m);
+		return NULL;
+	}
+	return m;
+}
+
 static int
 hash_value(const struct keys_pair *p, const char *s, size_t n, struct buf *out)
 {
-	OSSL_PARAM	 params[2];
 	EVP_MAC_CTX	*m;
 	unsigned char	 md[32];
 	size_t		 mdlen;
 	int		 rc = -1;
 
-	if ((m = EVP_MAC_CTX_new(mac_hmac)) == NULL)
+	if ((m = hash_ctx(p)) == NULL)
 		return -1;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-	    (char *)(uintptr_t)"SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(m, p->hash, sizeof(p->hash), params) != 1 ||
-	    EVP_MAC_update(m, (const unsigned char *)s, n) != 1 ||
+	if (EVP_MAC_update(m, (const unsigned char *)s, n) != 1 ||
 	    EVP_MAC_final(m, md, &mdlen, sizeof(md)) != 1)
 		goto done;
 	if (buf_append_str(out, "h1.") == -1 ||
