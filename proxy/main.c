@@ -647,9 +647,12 @@ main(int argc, char **argv)
 	    g->conf->listen_address, g->conf->listen_port, d.nworkers,
 	    g->conf->admin_enabled ? g->conf->admin_port : 0, g->policy_hash);
 	daemon_record(&d, "config", NULL, g);
+	/* Started, not necessarily forwarding: /readyz says when the audit
+	 * log cannot take records, and so does the status line. */
 	notify_send("READY=1\nMAINPID=%ld\nSTATUS=listening on %s port %d, "
-	    "generation 1", (long)getpid(), g->conf->listen_address,
-	    g->conf->listen_port);
+	    "generation 1%s", (long)getpid(), g->conf->listen_address,
+	    g->conf->listen_port, audit_ready(d.audit) ? "" :
+	    "; audit log unavailable, nothing is forwarded (see /readyz)");
 	gen_unref(g);
 	if (notify_watchdog_usec() != 0) {
 		/* Twice per interval, from the loop that handles signals. */

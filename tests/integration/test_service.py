@@ -77,7 +77,7 @@ def test_ready_reload_stop(gateway, notify):
 	gw.start(wait=False, env=notify.env())
 	msg = notify.wait_for("READY")
 	assert msg["READY"] == "1" and msg["MAINPID"] == str(gw.pid), msg
-	assert "listening" in msg["STATUS"] and "generation 1" in msg["STATUS"], msg
+	assert msg["STATUS"].startswith("listening") and msg["STATUS"].endswith("generation 1"), msg
 	# no waiting from here: READY=1 means it serves
 	assert util.port_listening(gw.port)
 	assert gw.admin_get("/readyz").status == 200
@@ -162,6 +162,19 @@ def test_watchdog(gateway, notify):
 	other.start(wait=False, env=notify.env(WATCHDOG_USEC="200000", WATCHDOG_PID="1"))
 	notify.wait_for("READY")
 	assert notify.next(1.0) is None, "watchdog pings for WATCHDOG_PID=1: %r" % notify.got[-1]
+
+
+def test_ready_says_when_the_audit_log_cannot_take_records(gateway, notify):
+	"""Below min_free_bytes at start: READY=1 still comes (the service runs
+	and /readyz answers 503), and its status line says nothing is
+	forwarded."""
+	gw = gateway(start=False)
+	gw.cfg["audit"]["min_free_bytes"] = 1 << 60
+	gw.write_config()
+	gw.start(wait=False, env=notify.env())
+	msg = notify.wait_for("READY")
+	assert "audit log unavailable" in msg["STATUS"], msg
+	assert gw.admin_get("/readyz").status == 503
 
 
 @pytest.mark.parametrize("value", ["/nonexistent/notify.sock", "relative.sock"])
