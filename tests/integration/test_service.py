@@ -15,6 +15,7 @@ import time
 import pytest
 
 import util
+from test_audit_common import children
 from test_gateway_common import CONTACT
 
 UNIT = util.REPO / "conf" / "subgate.service"
@@ -265,12 +266,7 @@ def _traced(path):
 
 def _child(pid, comm="subgate"):
 	"""The child of pid named comm (strace also forks short-lived probes)."""
-	try:
-		with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-			kids = [int(k) for k in f.read().split()]
-	except FileNotFoundError:
-		return None
-	for k in kids:
+	for k in children(pid):
 		try:
 			with open("/proc/%d/comm" % k) as f:
 				if f.read().strip() == comm:
